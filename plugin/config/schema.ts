@@ -1,0 +1,116 @@
+/**
+ * The sidecar's configuration, declared once with its defaults (design.md §6). Every object is
+ * strict: an unknown key is an error naming it, its path and the nearest valid key (load.ts).
+ * Each source owns its section's schema (sources/<name>/config.ts).
+ */
+import { z } from 'zod';
+import { positiveInt, secret } from './types.ts';
+import { tapInputSchema } from '../sources/tap/config.ts';
+import { podInputSchema } from '../sources/pod/config.ts';
+
+/** Fluent Bit closes the connection on a frame over buffer_max_size (6,144,000 bytes by default). */
+export const FLUENT_BIT_BUFFER_MAX_SIZE = 6_144_000;
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/, 'must be "host:port", e.g. "127.0.0.1:2021"');
+
+export const globalsSchema = z.strictObject({
+  name: z.string().min(1).default('proofpoint-sidecar'),
+  log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  /** LevelDB directory: cursors, de-dup windows, request logs, dead letters. */
+  state_dir: z.string().min(1).default('./state'),
+  /** /healthz, /readyz and /metrics; omit to disable. */
+  http: z.strictObject({ listen: hostPort.default('127.0.0.1:2021') }).optional(),
+  /** On SIGTERM/SIGINT: how long to wait for in-flight chunks to be acknowledged. */
+  shutdown_timeout_secs: positiveInt.default(30),
+  /** How often expired de-dup keys are deleted. */
+  dedup_sweep_interval_secs: positiveInt.default(300),
+  /** Most de-dup keys kept per service; the oldest go first beyond it. */
+  dedup_max_keys: positiveInt.default(2_000_000),
+  /** Devo-only: accepted and ignored (state lives in state_dir). */
+  persistence: z.unknown().optional(),
+});
+
+const tlsSchema = z.strictObject({
+  /** CA bundle that signs Fluent Bit's certificate; the system CAs when omitted. */
+  ca_file: z.string().min(1).optional(),
+  /** Client certificate and key, when Fluent Bit verifies clients. */
+  cert_file: z.string().min(1).optional(),
+  key_file: z.string().min(1).optional(),
+  /** Verify Fluent Bit's certificate and name. */
+  verify: z.boolean().default(true),
+  /** Name to verify and send as SNI; defaults to host. */
+  servername: z.string().min(1).optional(),
+});
+
+export const forwardOutputSchema = z
+  .strictObject({
+    type: z.literal('forward'),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(1).max(65535).default(24224),
+    /** Unix socket of Fluent Bit's forward input; replaces host/port. */
+    unix_path: z.string().min(1).optional(),
+    /** Fluent Bit `shared_key`: enables the HELO/PING/PONG handshake. */
+    shared_key: secret.optional(),
+    /** Our hostname in the handshake (Fluent Bit's view of the client). */
+    self_hostname: z.string().min(1).optional(),
+    /** Fluent Bit `security.users`: needs shared_key. */
+    username: z.string().min(1).optional(),
+    password: secret.optional(),
+    tls: tlsSchema.optional(),
+    connect_timeout_secs: positiveInt.default(10),
+    /** A chunk not acknowledged within this time makes the client reconnect and resend. */
+    ack_timeout_secs: positiveInt.default(30),
+    reconnect_initial_ms: positiveInt.default(500),
+    reconnect_max_ms: positiveInt.default(30_000),
+    /** A chunk is closed when it reaches this size (soft target). */
+    chunk_bytes: positiveInt.default(1_048_576),
+    /** Hard limit on one frame; a single record that cannot fit goes to the dead-letter file. */
+    max_frame_bytes: z
+      .number()
+      .int()
+      .min(65_536)
+      .max(FLUENT_BIT_BUFFER_MAX_SIZE - 144_000, `must stay well below Fluent Bit's buffer_max_size (${FLUENT_BIT_BUFFER_MAX_SIZE})`)
+      .default(4_000_000),
+    /** Chunks sent and not yet acknowledged, at most. */
+    max_chunks_in_flight: positiveInt.default(16),
+    /** Bytes queued or in flight, at most; beyond it sources are paused. */
+    queue_max_bytes: positiveInt.default(64 * 1_048_576),
+  })
+  .refine((o) => o.password === undefined || o.shared_key !== undefined, {
+    message: 'password (security.users) needs shared_key',
+    path: ['password'],
+  })
+  .refine((o) => (o.username === undefined) === (o.password === undefined), {
+    message: 'username and password go together',
+    path: ['username'],
+  });
+
+export const stdoutOutputSchema = z.strictObject({
+  type: z.literal('stdout'),
+  /** Bytes queued and not yet written, at most; beyond it sources are paused. */
+  queue_max_bytes: positiveInt.default(16 * 1_048_576),
+  max_frame_bytes: positiveInt.default(4_000_000),
+});
+
+export const outputSchema = z.discriminatedUnion('type', [forwardOutputSchema, stdoutOutputSchema]);
+
+export const configSchema = z.strictObject({
+  globals: globalsSchema.prefault({}),
+  output: outputSchema.prefault({ type: 'forward' }),
+  inputs: z
+    .strictObject({
+      proofpoint_tap: tapInputSchema.optional(),
+      proofpoint_on_demand: podInputSchema.optional(),
+    })
+    .prefault({}),
+  /** Devo-only: accepted and ignored (the output is Fluent Bit). */
+  outputs: z.unknown().optional(),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ForwardOutputConfig = z.infer<typeof forwardOutputSchema>;
+export type StdoutOutputConfig = z.infer<typeof stdoutOutputSchema>;
+export type OutputConfig = z.infer<typeof outputSchema>;
+export type GlobalsConfig = z.infer<typeof globalsSchema>;

@@ -1,0 +1,78 @@
+/**
+ * Errors with stable codes. The Devo collectors' numeric codes keep their meaning (design.md §7):
+ * 100 bad credentials, 101 bad or future start time, 300 HTTP error from the vendor API,
+ * 301 request failed. Every error maps to a process exit code: 2 for configuration or usage,
+ * 1 for anything at run time.
+ */
+export const ErrorCode = {
+  CONFIG: 'SIDECAR_ERR_CONFIG',
+  STATE_LOCKED: 'SIDECAR_ERR_STATE_LOCKED',
+  STATE_VERSION: 'SIDECAR_ERR_STATE_VERSION',
+  FORWARD_HANDSHAKE: 'SIDECAR_ERR_FORWARD_HANDSHAKE',
+  FORWARD_CLOSED: 'SIDECAR_ERR_FORWARD_CLOSED',
+  RECORD_TOO_LARGE: 'SIDECAR_ERR_RECORD_TOO_LARGE',
+  SHUTDOWN_TIMEOUT: 'SIDECAR_ERR_SHUTDOWN_TIMEOUT',
+  /** Devo collector codes. */
+  BAD_CREDENTIALS: 100,
+  BAD_START_TIME: 101,
+  VENDOR_HTTP: 300,
+  VENDOR_REQUEST: 301,
+} as const;
+
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class SidecarError extends Error {
+  readonly code: ErrorCodeValue;
+  readonly exitCode: number;
+  /** Fatal errors stop the component that raised them; others are retried. */
+  readonly fatal: boolean;
+
+  constructor(code: ErrorCodeValue, message: string, opts: { exitCode?: number; fatal?: boolean; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = opts.exitCode ?? 1;
+    this.fatal = opts.fatal ?? false;
+  }
+}
+
+/** A configuration problem: names the key, its path and what is allowed. Exit code 2. */
+export class ConfigError extends SidecarError {
+  /** Every problem found, one line each, so an operator fixes them in one pass. */
+  readonly problems: string[];
+
+  constructor(problems: string[] | string) {
+    const list = Array.isArray(problems) ? problems : [problems];
+    super(
+      ErrorCode.CONFIG,
+      list.length === 1 ? `Invalid configuration: ${list[0]}` : `Invalid configuration:\n  - ${list.join('\n  - ')}`,
+      { exitCode: 2, fatal: true },
+    );
+    this.problems = list;
+  }
+}
+
+/** Code 100: the vendor refused the credentials. Stops the input that got it; others go on. */
+export class CredentialsError extends SidecarError {
+  constructor(message: string) {
+    super(ErrorCode.BAD_CREDENTIALS, message, { fatal: true });
+  }
+}
+
+/** Code 300: the vendor API answered with an HTTP error. */
+export class VendorHttpError extends SidecarError {
+  readonly status: number;
+  readonly body: string;
+  constructor(status: number, body: string, message: string, opts: { fatal?: boolean } = {}) {
+    super(ErrorCode.VENDOR_HTTP, message, { fatal: opts.fatal ?? false });
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/** Code 301: the request never got an HTTP answer (network failure, timeout). Retried. */
+export class VendorRequestError extends SidecarError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCode.VENDOR_REQUEST, message, { cause });
+  }
+}
