@@ -1,0 +1,425 @@
+/**
+ * Sources -> de-dup -> sink -> ordered commit (design.md §4).
+ *
+ * The contract, as Beats' input-cursor states it: cursor updates are written to the persistent
+ * store only after the events have been acknowledged by the output. Here:
+ *
+ * - One loop per source pulls batches with the iterator protocol, and only when the sink has room
+ *   (`waitForCapacity`): a full queue pauses the source, nothing is dropped.
+ * - A record whose de-dup key is committed (in the LevelDB window) or in flight (in a batch sent
+ *   and not yet committed) is dropped and counted; so is a repeat inside one batch.
+ * - Records too large for any frame, and input the source rejected, go to the dead-letter file
+ *   before their batch may commit.
+ * - A batch's cursor and keys are committed in one LevelDB batch when the sink acknowledged all its
+ *   records AND every earlier batch of the same source is committed: an ack that arrives out of
+ *   order never moves the cursor past an unacknowledged batch.
+ */
+import type { Logger } from 'pino';
+import type { Sink } from '../output/sink.ts';
+import type { Batch, BatchOutcome, Source, SourceContext, ServiceSpec } from '../sources/source.ts';
+import { scopeOf, type StateStore } from '../state/store.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
+import { silentLogger } from '../telemetry/logger.ts';
+import { HealthRegistry } from '../telemetry/health.ts';
+import { DeadLetterFile, type DeadLetterEntry } from './dead-letter.ts';
+
+export interface PipelineOptions {
+  store: StateStore;
+  sink: Sink;
+  sources: Source[];
+  clock?: Clock;
+  logger?: Logger;
+  health?: HealthRegistry;
+  /** Defaults to `<store.dir>/dead-letter.jsonl`. */
+  deadLetter?: DeadLetterFile;
+  /** Most de-dup keys per service (globals.dedup_max_keys). */
+  dedupMaxKeys?: number;
+  /** globals.dedup_sweep_interval_secs, in ms. */
+  sweepIntervalMs?: number;
+  /** Batches sent and not yet committed, per source, at most (bounds empty/duplicate-only batches). */
+  maxPendingBatches?: number;
+}
+
+/** Counters per (input, service), for statistics, /metrics and tests. */
+export interface ServiceCounters {
+  input: string;
+  service: string;
+  tag: string;
+  received: number;
+  duplicates: number;
+  deadLettered: number;
+  /** Acknowledged by the output and committed. */
+  sent: number;
+  batchesCommitted: number;
+  /** When the last batch committed (ms). */
+  lastCommitAt?: number;
+  /** The last committed cursor. */
+  cursor?: unknown;
+}
+
+interface Pending {
+  batch: Batch;
+  spec: ServiceSpec;
+  keys: string[];
+  acked: boolean;
+  failed: boolean;
+  outcome: BatchOutcome;
+}
+
+interface SourceRun {
+  source: Source;
+  specs: Map<string, ServiceSpec>;
+  pending: Pending[];
+  /** Keys of records sent and not yet committed, per service. */
+  inFlight: Map<string, Set<string>>;
+  /** Serialises commits of this source. */
+  committing: Promise<void>;
+  /** Called (and cleared) whenever a batch of this source commits. */
+  waiters: Array<() => void>;
+  failed?: Error;
+  done: boolean;
+}
+
+export class Pipeline {
+  readonly #store: StateStore;
+  readonly #sink: Sink;
+  readonly #sources: Source[];
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #deadLetter: DeadLetterFile;
+  readonly #dedupMaxKeys: number;
+  readonly #sweepIntervalMs: number;
+  readonly #maxPending: number;
+  readonly #abort = new AbortController();
+  readonly #runs: SourceRun[] = [];
+  readonly #counters = new Map<string, ServiceCounters>();
+  readonly health: HealthRegistry;
+  #loops: Promise<void>[] = [];
+  #cancelSweep?: () => void;
+  #sweeping?: Promise<void>;
+  #started = false;
+  /** Resolves when every source loop has ended (stopped, finished or failed). */
+  done: Promise<void> = Promise.resolve();
+
+  constructor(opts: PipelineOptions) {
+    this.#store = opts.store;
+    this.#sink = opts.sink;
+    this.#sources = opts.sources;
+    this.#clock = opts.clock ?? systemClock;
+    this.#logger = opts.logger ?? silentLogger();
+    this.health = opts.health ?? new HealthRegistry(() => this.#clock.now());
+    this.#deadLetter = opts.deadLetter ?? new DeadLetterFile(opts.store.dir, () => this.#clock.now());
+    this.#dedupMaxKeys = opts.dedupMaxKeys ?? 2_000_000;
+    this.#sweepIntervalMs = opts.sweepIntervalMs ?? 300_000;
+    this.#maxPending = opts.maxPendingBatches ?? 1_000;
+  }
+
+  get deadLetterPath(): string {
+    return this.#deadLetter.path;
+  }
+
+  /** Applies configured start times (resetting changed services), then starts every source. */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error('Pipeline already started');
+    this.#started = true;
+    this.#sink.start();
+    for (const source of this.#sources) {
+      const reset = new Set<string>();
+      const specs = new Map<string, ServiceSpec>();
+      for (const spec of source.services) {
+        specs.set(spec.name, spec);
+        if (await this.#store.applyStartTime(source.id, spec.name, spec.startTime)) reset.add(spec.name);
+        await this.#store.seen.load(scopeOf(source.id, spec.name));
+        const stored = await this.#store.getCursor(source.id, spec.name);
+        this.#counters.set(scopeOf(source.id, spec.name), {
+          input: source.id,
+          service: spec.name,
+          tag: spec.tag,
+          received: 0,
+          duplicates: 0,
+          deadLettered: 0,
+          sent: 0,
+          batchesCommitted: 0,
+          cursor: stored?.cursor,
+          lastCommitAt: stored?.committed_at,
+        });
+        this.health.set(source.id, spec.name, 'starting');
+      }
+      const run: SourceRun = { source, specs, pending: [], inFlight: new Map(), committing: Promise.resolve(), waiters: [], done: false };
+      this.#runs.push(run);
+      const ctx: SourceContext = {
+        clock: this.#clock,
+        logger: this.#logger.child({ input: source.type, input_id: source.id }),
+        signal: this.#abort.signal,
+        cursor: async <C>(service: string) => (await this.#store.getCursor<C>(source.id, service))?.cursor,
+        uncleanShutdown: this.#store.uncleanShutdown,
+        resetServices: reset,
+        requestLog: this.#store.requests.forInput(source.id),
+        health: this.health.reporterFor(source.id),
+      };
+      this.#loops.push(this.#runSource(run, ctx));
+    }
+    this.done = Promise.all(this.#loops).then(() => undefined);
+    this.#scheduleSweep();
+  }
+
+  async #runSource(run: SourceRun, ctx: SourceContext): Promise<void> {
+    const { source } = run;
+    const signal = this.#abort.signal;
+    try {
+      const it = source.run(ctx)[Symbol.asyncIterator]();
+      for (;;) {
+        // Backpressure: pull the next batch only when the output has room. After stop, the
+        // source is only finishing what it holds, so take it without waiting.
+        if (!signal.aborted) {
+          await this.#sink.waitForCapacity(signal).catch(() => {});
+          while (run.pending.length >= this.#maxPending && !signal.aborted) {
+            await new Promise<void>((resolve) => {
+              run.waiters.push(resolve);
+              signal.addEventListener('abort', () => resolve(), { once: true });
+            });
+          }
+        }
+        const r = await it.next();
+        if (r.done) break;
+        await this.#accept(run, r.value);
+      }
+    } catch (err) {
+      run.failed = err as Error;
+      this.#logger.error(
+        { input: source.type, input_id: source.id, err: { message: (err as Error).message, code: (err as { code?: unknown }).code } },
+        'Source failed and stopped; other inputs go on.',
+      );
+      for (const spec of source.services) {
+        if (this.health.get(source.id, spec.name)?.status !== 'failed') this.health.set(source.id, spec.name, 'failed', (err as Error).message);
+      }
+    } finally {
+      run.done = true;
+    }
+  }
+
+  /** De-duplicates, dead-letters, encodes and sends one batch; its commit follows the ack. */
+  async #accept(run: SourceRun, batch: Batch): Promise<void> {
+    const { source } = run;
+    const spec = run.specs.get(batch.service);
+    if (!spec) throw new Error(`Source ${source.id} yielded a batch for unknown service "${batch.service}"`);
+    const scope = scopeOf(source.id, batch.service);
+    const counters = this.#counters.get(scope)!;
+    let inFlight = run.inFlight.get(batch.service);
+    if (!inFlight) run.inFlight.set(batch.service, (inFlight = new Set()));
+
+    const events = batch.events;
+    const outcome: BatchOutcome = { received: events.length, duplicates: 0, sent: 0, deadLettered: 0 };
+
+    // Keys seen in this batch, in flight, or committed.
+    const candidates: string[] = [];
+    for (const e of events) if (e.key !== undefined && !inFlight.has(e.key)) candidates.push(e.key);
+    const committed = await this.#store.seen.has(scope, candidates);
+    const known = new Set<string>();
+    candidates.forEach((k, i) => {
+      if (committed[i]) known.add(k);
+    });
+
+    const batchKeys = new Set<string>();
+    const encoded: Buffer[] = [];
+    const dead: DeadLetterEntry[] = [];
+    const maxBytes = this.#sink.maxRecordBytes(spec.tag);
+    for (const e of events) {
+      if (e.key !== undefined) {
+        if (inFlight.has(e.key) || known.has(e.key) || batchKeys.has(e.key)) {
+          outcome.duplicates++;
+          continue;
+        }
+      }
+      const record = {
+        message: e.message,
+        devo_tag: spec.tag,
+        source: source.type,
+        service: batch.service,
+        input_id: source.id,
+        pulling_id: batch.pullingId,
+      };
+      const buf = this.#sink.encode({ time: e.time, record });
+      if (buf.length > maxBytes) {
+        dead.push({
+          input: source.id,
+          service: batch.service,
+          reason: `record of ${buf.length} bytes is larger than the largest frame allows (${maxBytes} bytes; output.max_frame_bytes)`,
+          raw: e.message,
+        });
+        // Still remembered: a re-read of the same event must not be dead-lettered twice.
+        if (e.key !== undefined) batchKeys.add(e.key);
+        continue;
+      }
+      if (e.key !== undefined) batchKeys.add(e.key);
+      encoded.push(buf);
+    }
+    for (const r of batch.rejected ?? []) dead.push({ input: source.id, service: batch.service, reason: r.reason, raw: r.raw });
+    outcome.deadLettered = dead.length;
+    outcome.sent = encoded.length;
+    counters.received += outcome.received;
+    counters.duplicates += outcome.duplicates;
+
+    if (dead.length > 0) {
+      await this.#deadLetter.write(dead);
+      counters.deadLettered += dead.length;
+      this.#logger.warn(
+        { input_id: source.id, service: batch.service, count: dead.length, file: this.#deadLetter.path, reason: dead[0]!.reason },
+        'Input written to the dead-letter file.',
+      );
+    }
+
+    const keys = [...batchKeys];
+    for (const k of keys) inFlight.add(k);
+    const pending: Pending = { batch, spec, keys, acked: false, failed: false, outcome };
+    run.pending.push(pending);
+    if (encoded.length === 0) {
+      pending.acked = true;
+      this.#commitReady(run);
+      return;
+    }
+    this.#sink.send(spec.tag, encoded).then(
+      () => {
+        pending.acked = true;
+        this.#commitReady(run);
+      },
+      (err: Error) => {
+        // Only when the sink closed before the ack: the batch stays uncommitted and is read again
+        // after a restart.
+        pending.failed = true;
+        this.#logger.debug({ input_id: source.id, service: batch.service, err: err.message }, 'Batch not acknowledged before close.');
+      },
+    );
+  }
+
+  /** Commits the longest acknowledged prefix of a source's pending batches, in order. */
+  #commitReady(run: SourceRun): void {
+    run.committing = run.committing.then(async () => {
+      while (run.pending.length > 0 && run.pending[0]!.acked) {
+        const p = run.pending[0]!;
+        const { batch, spec, keys } = p;
+        try {
+          await this.#store.commit({
+            input: run.source.id,
+            service: batch.service,
+            cursor: batch.cursor,
+            keys,
+            keysExpireAt: this.#clock.now() + spec.dedupMaxAgeMs,
+          });
+        } catch (err) {
+          // LevelDB refusing a write is not recoverable here; keep the batch pending so the cursor
+          // never moves past it, and say so loudly.
+          this.#logger.error({ input_id: run.source.id, service: batch.service, err: (err as Error).message }, 'Cursor commit failed.');
+          return;
+        }
+        run.pending.shift();
+        const inFlight = run.inFlight.get(batch.service);
+        for (const k of keys) inFlight?.delete(k);
+        const c = this.#counters.get(scopeOf(run.source.id, batch.service))!;
+        c.sent += p.outcome.sent;
+        c.batchesCommitted++;
+        c.lastCommitAt = this.#clock.now();
+        if (batch.cursor !== undefined) c.cursor = batch.cursor;
+        for (const w of run.waiters.splice(0)) w();
+        try {
+          batch.onCommitted?.(p.outcome);
+        } catch (err) {
+          this.#logger.warn({ err: (err as Error).message }, 'onCommitted callback threw.');
+        }
+      }
+    });
+  }
+
+  #scheduleSweep(): void {
+    this.#cancelSweep = this.#clock.setTimer(this.#sweepIntervalMs, () => {
+      this.#sweeping = this.sweep()
+        .catch((err) => this.#logger.warn({ err: (err as Error).message }, 'De-dup sweep failed; retried next interval.'))
+        .finally(() => {
+          this.#sweeping = undefined;
+          if (!this.#abort.signal.aborted) this.#scheduleSweep();
+        });
+    });
+  }
+
+  /** Deletes expired de-dup keys and keys beyond the per-service maximum. */
+  async sweep(): Promise<void> {
+    for (const run of this.#runs) {
+      for (const spec of run.source.services) {
+        if (this.#store.closed) return;
+        const r = await this.#store.seen.sweep(scopeOf(run.source.id, spec.name), this.#dedupMaxKeys);
+        if (r.expired + r.evicted > 0) {
+          this.#logger.debug({ input_id: run.source.id, service: spec.name, ...r }, 'De-dup window swept.');
+        }
+        if (r.evicted > 0) {
+          this.#logger.warn(
+            { input_id: run.source.id, service: spec.name, evicted: r.evicted, max_keys: this.#dedupMaxKeys },
+            'De-dup window is full: the oldest keys were forgotten before their age limit (globals.dedup_max_keys).',
+          );
+        }
+      }
+    }
+  }
+
+  /** Every (input, service)'s counters. */
+  counters(): ServiceCounters[] {
+    return [...this.#counters.values()].map((c) => ({ ...c }));
+  }
+
+  /** Records sent and not yet committed, across sources. */
+  pendingBatches(): number {
+    return this.#runs.reduce((n, r) => n + r.pending.length, 0);
+  }
+
+  /**
+   * Stops sources, waits (up to `timeoutMs` in all) for what they still yield to be acknowledged
+   * and committed, then closes the sink. Returns whether everything sent was committed: if not,
+   * the state is closed as unclean so sources recover on the next start.
+   */
+  async stop(timeoutMs: number): Promise<{ clean: boolean; uncommittedBatches: number }> {
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(0, deadline - Date.now());
+    this.#abort.abort(new Error('stopping'));
+    this.#cancelSweep?.();
+    await withTimeout(Promise.all(this.#loops), left());
+    await withTimeout(this.#allCommitted(), left());
+    await this.#sink.close(left());
+    await Promise.all(this.#runs.map((r) => r.committing));
+    await this.#sweeping;
+    const uncommitted = this.pendingBatches();
+    const sourcesDone = this.#runs.every((r) => r.done);
+    for (const run of this.#runs) {
+      for (const spec of run.source.services) {
+        if (this.health.get(run.source.id, spec.name)?.status !== 'failed') this.health.set(run.source.id, spec.name, 'stopped');
+      }
+    }
+    return { clean: uncommitted === 0 && sourcesDone, uncommittedBatches: uncommitted };
+  }
+
+  async #allCommitted(): Promise<void> {
+    for (;;) {
+      const waiting = this.#runs.filter((r) => r.pending.length > 0 && !r.pending.every((p) => p.failed));
+      if (waiting.length === 0) return;
+      await Promise.race([
+        ...waiting.map((r) => new Promise<void>((resolve) => r.waiters.push(resolve))),
+        // A batch can also fail (sink closed) without committing: look again now and then.
+        new Promise<void>((resolve) => setTimeout(resolve, 50)),
+      ]);
+    }
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => resolve(undefined), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,258 @@
+/**
+ * The sidecar's persistent state: LevelDB in `<state_dir>/db` (design.md §5).
+ *
+ * Contract (see pipeline/pipeline.ts): sources only read it. The pipeline writes a batch's cursor
+ * and the de-dup keys of its records in ONE atomic LevelDB batch, and only after the output
+ * acknowledged that batch and every batch of the same source before it. A crash therefore leaves
+ * either the state before the batch or the state after it, never a cursor ahead of delivery.
+ *
+ * Layout (schema version 2), one sublevel per concern, keys scoped `<input>::<service>` as Beats
+ * scopes its registry (`type::id::source`):
+ *   meta      schema_version, running (the unclean-shutdown marker), start_time::<scope>,
+ *             seen_count::<scope>
+ *   cursor    <scope>                          -> { v: 1, cursor, committed_at }
+ *   seen      <scope>::<key>                   -> expiry (ms)
+ *   seen_exp  <scope>::<expiry, 15 digits>::<key> -> ''      (expiry index, swept periodically)
+ *   reqlog    <input>::<pool>::<time, 15 digits>::<seq> -> ''  (rate-limit request log)
+ *
+ * Version 1, the layout of the first prototype, kept cursors as flat `cursor!<input>!<service>`
+ * keys with bare JSON values and nothing else; it is migrated on open. A layout newer than this
+ * code is refused, never discarded.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Level } from 'level';
+import { jsonSublevel, writeBatch, type BatchOp, type Db, type Sublevel } from './level.ts';
+import type { Logger } from 'pino';
+import { ErrorCode, SidecarError } from '../errors.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
+import { silentLogger } from '../telemetry/logger.ts';
+import { SeenWindow } from './seen.ts';
+import { PersistedRequestLog } from './request-log.ts';
+
+export const SCHEMA_VERSION = 2;
+
+export interface StoreOptions {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface CommitOp {
+  input: string;
+  service: string;
+  /** Undefined: the cursor stays as it is (keys are still recorded). */
+  cursor?: unknown;
+  keys: readonly string[];
+  /** When these keys may be forgotten (ms). */
+  keysExpireAt: number;
+}
+
+export interface StoredCursor<C = unknown> {
+  v: 1;
+  cursor: C;
+  committed_at: number;
+}
+
+export function scopeOf(input: string, service: string): string {
+  return `${input}::${service}`;
+}
+
+export class StateStore {
+  readonly dir: string;
+  readonly db: Db;
+  readonly meta: Sublevel;
+  readonly cursors: Sublevel;
+  readonly seen: SeenWindow;
+  readonly requests: PersistedRequestLog;
+  /** True when the previous process using this directory did not shut down cleanly. */
+  readonly uncleanShutdown: boolean;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  #closed = false;
+
+  private constructor(dir: string, db: Db, unclean: boolean, clock: Clock, logger: Logger) {
+    this.dir = dir;
+    this.db = db;
+    this.meta = jsonSublevel(db, 'meta');
+    this.cursors = jsonSublevel(db, 'cursor');
+    this.seen = new SeenWindow(db, this.meta, clock);
+    this.requests = new PersistedRequestLog(db.sublevel<string, any>('reqlog', { valueEncoding: 'utf8' }));
+    this.uncleanShutdown = unclean;
+    this.#clock = clock;
+    this.#logger = logger;
+  }
+
+  /**
+   * Opens (creating) the state in `dir`. Fails with a message naming the directory when another
+   * process holds it: two sidecars on one state would each deliver every event.
+   */
+  static async open(dir: string, opts: StoreOptions = {}): Promise<StateStore> {
+    const clock = opts.clock ?? systemClock;
+    const logger = opts.logger ?? silentLogger();
+    const abs = path.resolve(dir);
+    try {
+      mkdirSync(abs, { recursive: true });
+    } catch (err) {
+      throw new SidecarError(ErrorCode.CONFIG, `Cannot create state directory ${abs} (globals.state_dir): ${(err as Error).message}`, {
+        exitCode: 2,
+        fatal: true,
+      });
+    }
+    const db: Db = new Level<string, any>(path.join(abs, 'db'), { valueEncoding: 'json' });
+    try {
+      await db.open();
+    } catch (err) {
+      const e = err as { code?: string; cause?: { code?: string } };
+      if (e.code === 'LEVEL_LOCKED' || e.cause?.code === 'LEVEL_LOCKED') {
+        throw new SidecarError(
+          ErrorCode.STATE_LOCKED,
+          `State directory ${abs} is in use by another proofpoint-sidecar process; run one process per state directory (globals.state_dir)`,
+          { fatal: true, cause: err },
+        );
+      }
+      throw new SidecarError(ErrorCode.STATE_VERSION, `Cannot open state in ${abs}: ${(err as Error).message}`, {
+        fatal: true,
+        cause: err,
+      });
+    }
+    try {
+      await migrate(db, abs, logger);
+      const meta = jsonSublevel(db, 'meta');
+      const running = (await meta.get('running')) as { pid: number; started_at: number } | undefined;
+      await meta.put('running', { pid: process.pid, started_at: clock.now() });
+      if (running) {
+        logger.warn(
+          { state_dir: abs, previous_pid: running.pid, previous_start: new Date(running.started_at).toISOString() },
+          'The previous run did not shut down cleanly; sources recover what may have been in flight.',
+        );
+      }
+      return new StateStore(abs, db, running !== undefined, clock, logger);
+    } catch (err) {
+      await db.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  async getCursor<C = unknown>(input: string, service: string): Promise<StoredCursor<C> | undefined> {
+    return (await this.cursors.get(scopeOf(input, service))) as StoredCursor<C> | undefined;
+  }
+
+  /** Writes a batch's cursor and de-dup keys atomically. */
+  async commit(op: CommitOp): Promise<void> {
+    const scope = scopeOf(op.input, op.service);
+    const ops: BatchOp[] = [];
+    if (op.cursor !== undefined) {
+      const value: StoredCursor = { v: 1, cursor: op.cursor, committed_at: this.#clock.now() };
+      ops.push({ type: 'put', sublevel: this.cursors, key: scope, value });
+    }
+    this.seen.addToBatch(ops, scope, op.keys, op.keysExpireAt);
+    if (ops.length > 0) await writeBatch(this.db, ops);
+    this.seen.afterCommit(scope, op.keys.length);
+  }
+
+  /**
+   * Compares the configured start time of a service with the stored one. When it changed, the
+   * service's cursor and de-dup keys are deleted (the Devo collectors' rule) and true is returned.
+   * The request log is kept: the vendor's budget does not reset with our state.
+   */
+  async applyStartTime(input: string, service: string, startTime: string | undefined): Promise<boolean> {
+    const scope = scopeOf(input, service);
+    const key = `start_time::${scope}`;
+    const stored = (await this.meta.get(key)) as { value: string | null } | undefined;
+    const now = startTime ?? null;
+    if (stored !== undefined && stored.value === now) return false;
+    const hadState = stored !== undefined || (await this.cursors.get(scope)) !== undefined;
+    if (hadState) await this.resetService(input, service);
+    await this.meta.put(key, { value: now });
+    if (hadState && stored !== undefined) {
+      this.#logger.warn(
+        { input, service, previous_start_time: stored.value, start_time: now },
+        'The configured start time changed: the state of this service was reset and collection restarts from the new start time.',
+      );
+      return true;
+    }
+    return false;
+  }
+
+  /** Deletes a service's cursor and de-dup keys (state reset). */
+  async resetService(input: string, service: string): Promise<void> {
+    const scope = scopeOf(input, service);
+    await this.cursors.del(scope);
+    await this.meta.del(`start_time::${scope}`);
+    await this.seen.clearScope(scope);
+  }
+
+  /** Every stored cursor, for `state show`. */
+  async listCursors(): Promise<Array<{ input: string; service: string } & StoredCursor>> {
+    const out: Array<{ input: string; service: string } & StoredCursor> = [];
+    for await (const [key, value] of this.cursors.iterator()) {
+      const [input, service] = splitScope(key);
+      out.push({ input, service, ...(value as StoredCursor) });
+    }
+    return out;
+  }
+
+  /** Every service with state (cursor, start time or de-dup keys), for `state show`. */
+  async listScopes(): Promise<string[]> {
+    const scopes = new Set<string>();
+    for await (const key of this.cursors.keys()) scopes.add(key);
+    for await (const key of this.meta.keys({ gte: 'start_time::', lt: 'start_time::\xff' })) scopes.add(key.slice('start_time::'.length));
+    for await (const key of this.meta.keys({ gte: 'seen_count::', lt: 'seen_count::\xff' })) scopes.add(key.slice('seen_count::'.length));
+    return [...scopes].sort();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Closes the database and clears the unclean-shutdown marker (a clean shutdown). */
+  async close(opts: { clean?: boolean } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (opts.clean !== false) await this.meta.del('running');
+    await this.db.close();
+  }
+}
+
+export function splitScope(scope: string): [string, string] {
+  const i = scope.indexOf('::');
+  return i < 0 ? [scope, ''] : [scope.slice(0, i), scope.slice(i + 2)];
+}
+
+/** Brings an older layout to SCHEMA_VERSION; refuses a newer one. */
+async function migrate(db: Db, dir: string, logger: Logger): Promise<void> {
+  const meta = jsonSublevel(db, 'meta');
+  let version = (await meta.get('schema_version')) as number | undefined;
+  if (version === undefined) {
+    // Either a new directory or the version-1 layout, which had no version key.
+    let legacy = false;
+    for await (const _ of db.keys({ gte: 'cursor!', lt: 'cursor!\xff', limit: 1 })) legacy = true;
+    version = legacy ? 1 : SCHEMA_VERSION;
+    if (!legacy) {
+      await meta.put('schema_version', SCHEMA_VERSION);
+      return;
+    }
+  }
+  if (version > SCHEMA_VERSION) {
+    throw new SidecarError(
+      ErrorCode.STATE_VERSION,
+      `State in ${dir} has schema version ${version}, written by a newer proofpoint-sidecar (this one reads up to ${SCHEMA_VERSION}); upgrade, or point globals.state_dir elsewhere`,
+      { fatal: true },
+    );
+  }
+  if (version === 1) {
+    const cursors = jsonSublevel(db, 'cursor');
+    const ops: BatchOp[] = [];
+    let n = 0;
+    for await (const [key, value] of db.iterator({ gte: 'cursor!', lt: 'cursor!\xff' })) {
+      const [, input, service] = key.split('!');
+      if (!input || !service) continue;
+      ops.push({ type: 'put', sublevel: cursors, key: scopeOf(input, service), value: { v: 1, cursor: value, committed_at: 0 } });
+      ops.push({ type: 'del', key });
+      n++;
+    }
+    ops.push({ type: 'put', sublevel: meta, key: 'schema_version', value: SCHEMA_VERSION });
+    await writeBatch(db, ops);
+    logger.info({ state_dir: dir, cursors: n, from: 1, to: SCHEMA_VERSION }, 'Migrated the state layout.');
+  }
+}
