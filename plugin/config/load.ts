@@ -1,0 +1,334 @@
+/**
+ * Loads the configuration file (YAML or JSON): `${VAR}` from the environment, `<key>_file` secrets,
+ * the schema with its defaults, and errors that name the key, its path and what is allowed
+ * (design.md §6). Every problem is collected so an operator fixes them in one pass; all of them
+ * are a ConfigError (exit code 2). Credentials are registered for scrubbing as soon as they are
+ * read, and never quoted in an error.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { registerSecret } from '../telemetry/secrets.ts';
+import { configSchema, type Config } from './schema.ts';
+
+/** Sections the Devo collectors' config.yaml has and this sidecar does not use. */
+const IGNORED_SECTIONS: ReadonlyArray<{ path: string[]; why: string }> = [
+  { path: ['outputs'], why: 'events go to Fluent Bit (section output); its outputs ship them' },
+  { path: ['globals', 'persistence'], why: 'state is kept in LevelDB under globals.state_dir' },
+];
+
+/** Keys whose value is a credential: masked in `check`, scrubbed from logs, `<key>_file` allowed. */
+export const SECRET_KEYS: ReadonlyArray<string[]> = [
+  ['inputs', '*', 'credentials', '*'],
+  ['output', 'shared_key'],
+  ['output', 'password'],
+];
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file it came from (absolute), if any. */
+  file?: string;
+  /** Non-fatal remarks: ignored Devo sections. */
+  notices: string[];
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Base for relative `*_file` paths; the config file's folder by default. */
+  baseDir?: string;
+}
+
+export function loadConfigFile(file: string, opts: LoadOptions = {}): LoadedConfig {
+  const abs = path.resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const loaded = loadConfigText(text, { baseDir: path.dirname(abs), ...opts }, abs);
+  return { ...loaded, file: abs };
+}
+
+export function loadConfigText(text: string, opts: LoadOptions = {}, name = 'config'): LoadedConfig {
+  // `${VAR}` is replaced after parsing, so a value can never change the document's structure; a
+  // plain-scalar placeholder stands in meanwhile, because `{ username: ${TAP_PRINCIPAL} }` (the
+  // form design.md §6 uses) is not valid YAML as written.
+  const masked = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, n: string) => `${PLACEHOLDER}${n}__`);
+  const doc = parseDocument(masked, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => `${name}: ${e.message.split('\n')[0]}`));
+  }
+  const raw: unknown = doc.toJS() ?? {};
+  return loadConfigObject(raw, opts);
+}
+
+export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedConfig {
+  const env = opts.env ?? process.env;
+  const baseDir = opts.baseDir ?? process.cwd();
+  if (!isPlainObject(raw)) throw new ConfigError('the configuration must be a mapping with globals, output and inputs');
+  const problems: string[] = [];
+  const notices: string[] = [];
+
+  const substituted = substituteEnv(raw, env, [], problems) as Record<string, unknown>;
+  readSecretFiles(substituted, baseDir, problems);
+  registerSecrets(substituted);
+
+  for (const s of IGNORED_SECTIONS) {
+    if (getPath(substituted, s.path) !== undefined) notices.push(`${s.path.join('.')} is a Devo collector section and is ignored: ${s.why}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const parsed = configSchema.safeParse(substituted);
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, substituted));
+  const config = parsed.data;
+  delete (config as { outputs?: unknown }).outputs;
+  delete (config.globals as { persistence?: unknown }).persistence;
+  const enabled = Object.values(config.inputs).filter((i) => i?.enabled);
+  if (enabled.length === 0) notices.push('no input is enabled: add inputs.proofpoint_tap or inputs.proofpoint_on_demand');
+  return { config, notices };
+}
+
+const PLACEHOLDER = '__PPS_ENV__';
+const REFERENCE = /\$\{([^}]*)\}|__PPS_ENV__([A-Za-z_][A-Za-z0-9_]*?)__/g;
+
+/**
+ * Replaces `${NAME}` in every string value; a missing variable is an error naming it and where.
+ * A value that is exactly one reference takes the variable's YAML type (`port: ${FB_PORT}` is a
+ * number), except credentials, which stay strings.
+ */
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: string[], problems: string[]): unknown {
+  if (typeof value === 'string') {
+    const whole = /^(?:\$\{([A-Za-z_][A-Za-z0-9_]*)\}|__PPS_ENV__([A-Za-z_][A-Za-z0-9_]*?)__)$/.exec(value);
+    const out = value.replace(REFERENCE, (ref, braced: string | undefined, placeholder: string | undefined) => {
+      const name = braced ?? placeholder!;
+      const shown = `\${${name}}`;
+      const whole = ref;
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        problems.push(`${fmtPath(at)}: "${whole}" is not a valid environment reference; use \${NAME} with letters, digits and _`);
+        return whole;
+      }
+      const v = env[name];
+      if (v === undefined) {
+        problems.push(`${fmtPath(at)}: environment variable ${name} is not set (referenced as ${shown})`);
+        return '';
+      }
+      return v;
+    });
+    if (whole && !isSecretKey(at) && out !== '') {
+      const typed: unknown = parseDocument(out).toJS();
+      if (typeof typed === 'number' || typeof typed === 'boolean') return typed;
+    }
+    return out;
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...at, String(i)], problems));
+  if (isPlainObject(value)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, env, [...at, k], problems);
+    return out;
+  }
+  return value;
+}
+
+/** `password_file: /run/secrets/tap` becomes `password: <file content without the final newline>`. */
+function readSecretFiles(cfg: Record<string, unknown>, baseDir: string, problems: string[]): void {
+  for (const { parent, at } of secretParents(cfg)) {
+    for (const key of Object.keys(parent)) {
+      if (!key.endsWith('_file')) continue;
+      const target = key.slice(0, -'_file'.length);
+      if (!isSecretKey([...at, target])) continue;
+      const where = fmtPath([...at, key]);
+      const file = parent[key];
+      delete parent[key];
+      if (typeof file !== 'string' || file === '') {
+        problems.push(`${where}: must be the path of a file holding ${target}`);
+        continue;
+      }
+      if (parent[target] !== undefined) {
+        problems.push(`${where}: give either ${target} or ${key}, not both`);
+        continue;
+      }
+      try {
+        const content = readFileSync(path.resolve(baseDir, file), 'utf8').replace(/\r?\n$/, '');
+        if (content === '') problems.push(`${where}: file ${file} is empty`);
+        parent[target] = content;
+      } catch (err) {
+        problems.push(`${where}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    }
+  }
+}
+
+function* secretParents(cfg: Record<string, unknown>): Generator<{ parent: Record<string, unknown>; at: string[] }> {
+  const output = cfg.output;
+  if (isPlainObject(output)) yield { parent: output, at: ['output'] };
+  const inputs = cfg.inputs;
+  if (isPlainObject(inputs)) {
+    for (const [name, input] of Object.entries(inputs)) {
+      if (isPlainObject(input) && isPlainObject(input.credentials)) yield { parent: input.credentials, at: ['inputs', name, 'credentials'] };
+    }
+  }
+}
+
+export function isSecretKey(at: readonly string[]): boolean {
+  return SECRET_KEYS.some((p) => p.length === at.length && p.every((seg, i) => seg === '*' || seg === at[i]));
+}
+
+function registerSecrets(cfg: Record<string, unknown>): void {
+  for (const { parent, at } of secretParents(cfg)) {
+    for (const [k, v] of Object.entries(parent)) if (isSecretKey([...at, k]) && typeof v === 'string') registerSecret(v);
+  }
+}
+
+/** A copy of the config with every credential replaced by "***" (for `check`). */
+export function maskSecrets<T>(value: T, at: string[] = []): T {
+  if (Array.isArray(value)) return value.map((v, i) => maskSecrets(v, [...at, String(i)])) as T;
+  if (isPlainObject(value)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = isSecretKey([...at, k]) && v !== undefined ? '***' : maskSecrets(v, [...at, k]);
+    return out as T;
+  }
+  return value;
+}
+
+function formatIssues(issues: readonly z.core.$ZodIssue[], raw: unknown): string[] {
+  const out: string[] = [];
+  for (const issue of issues) {
+    const at = issue.path.map(String);
+    if (issue.code === 'unrecognized_keys') {
+      const allowed = allowedKeysAt(at, raw);
+      for (const key of issue.keys) {
+        const near = nearest(key, allowed);
+        out.push(
+          `${fmtPath([...at, key])}: unknown key${near ? `; did you mean "${near}"?` : '.'}` +
+            (allowed.length ? ` Allowed keys in ${at.length ? fmtPath(at) : 'the top level'}: ${allowed.join(', ')}` : ''),
+        );
+      }
+      continue;
+    }
+    const where = fmtPath(at);
+    const value = getPath(raw, at);
+    const secret = isSecretKey(at);
+    if (issue.code === 'invalid_type' && value === undefined) {
+      out.push(`${where}: is required (${expected(issue)})`);
+    } else if (issue.code === 'invalid_union' && at[at.length - 1] === 'type') {
+      out.push(`${where}: must be one of "forward", "stdout"`);
+    } else {
+      const shown = secret || value === undefined || isPlainObject(value) || Array.isArray(value) ? '' : ` (got ${JSON.stringify(value)})`;
+      out.push(`${where}: ${describe(issue)}${shown}`);
+    }
+  }
+  return [...new Set(out)];
+}
+
+function expected(issue: z.core.$ZodIssue): string {
+  return issue.code === 'invalid_type' ? `a ${issue.expected}` : issue.message;
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return `must be ${issue.expected === 'object' ? 'a mapping' : `a ${issue.expected}`}`;
+    case 'invalid_value':
+      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+      if (!/^Too small/.test(issue.message)) return issue.message;
+      return issue.origin === 'string' ? 'must not be empty' : `must be at least ${issue.minimum}${issue.origin === 'number' ? '' : ` ${issue.origin}`}`;
+    case 'too_big':
+      if (!/^Too big/.test(issue.message)) return issue.message;
+      return `must be at most ${issue.maximum}`;
+    case 'invalid_format':
+      return issue.message.startsWith('Invalid') ? `must be a valid ${issue.format}` : issue.message;
+    default:
+      return issue.message;
+  }
+}
+
+/**
+ * The keys a strict object at `at` allows, found by walking the schema. For a discriminated union
+ * (output), the option named by the value's `type` decides.
+ */
+function allowedKeysAt(at: readonly string[], raw: unknown): string[] {
+  let node: unknown = configSchema;
+  for (let i = 0; i <= at.length; i++) {
+    node = unwrap(node);
+    const options = (node as { options?: unknown[] }).options;
+    if (Array.isArray(options)) node = pickOption(options, getPath(raw, at.slice(0, i)));
+    if (i === at.length) break;
+    node = shapeOf(node)?.[at[i]!];
+  }
+  return Object.keys(shapeOf(node) ?? {});
+}
+
+function pickOption(options: unknown[], value: unknown): unknown {
+  const type = isPlainObject(value) ? value.type : undefined;
+  for (const o of options) {
+    const lit = shapeOf(unwrap(o))?.type as { _zod?: { def?: { values?: unknown[] } } } | undefined;
+    if (lit?._zod?.def?.values?.includes(type)) return unwrap(o);
+  }
+  return unwrap(options[0]);
+}
+
+function unwrap(node: unknown): unknown {
+  for (let i = 0; i < 10 && node; i++) {
+    const def = (node as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+    if (!def) return node;
+    if (def.innerType) node = def.innerType;
+    else if (def.type === 'pipe' && def.in) node = def.in;
+    else return node;
+  }
+  return node;
+}
+
+function shapeOf(node: unknown): Record<string, unknown> | undefined {
+  if (node && typeof node === 'object' && !('_zod' in node) && !Array.isArray(node)) return undefined;
+  const shape = (node as { shape?: unknown } | undefined)?.shape;
+  return shape && typeof shape === 'object' ? (shape as Record<string, unknown>) : undefined;
+}
+
+/** The allowed key closest to `key` (edit distance, case-insensitive), when close enough. */
+export function nearest(key: string, allowed: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const a of allowed) {
+    const d = levenshtein(key.toLowerCase(), a.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = a;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
+}
+
+function levenshtein(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+function fmtPath(at: readonly string[]): string {
+  return at.length === 0 ? '(top level)' : at.join('.');
+}
+
+function getPath(obj: unknown, at: readonly string[]): unknown {
+  let cur = obj;
+  for (const seg of at) {
+    if (!isPlainObject(cur) && !Array.isArray(cur)) return undefined;
+    cur = (cur as Record<string, unknown>)[seg];
+  }
+  return cur;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,249 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadConfigFile, loadConfigObject, loadConfigText, maskSecrets, nearest } from '../../plugin/config/load.ts';
+import { ConfigError } from '../../plugin/errors.ts';
+import { parseTimestamp, parseTimestampMs } from '../../plugin/util/time.ts';
+import { scrub } from '../../plugin/telemetry/secrets.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+import { TEST_SECRETS } from '../helpers/secrets.ts';
+
+const tap = (extra: Record<string, unknown> = {}) => ({
+  id: '100001',
+  credentials: { username: TEST_SECRETS.tapPrincipal, password: TEST_SECRETS.tapSecret },
+  services: { clicksBlocked: {} },
+  ...extra,
+});
+
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${(e as Error).stack}`);
+    assert.equal(e.exitCode, 2);
+    for (const p of e.problems) {
+      assert.ok(!p.includes(TEST_SECRETS.tapSecret) && !p.includes(TEST_SECRETS.tapPrincipal), `secret in: ${p}`);
+    }
+    return e.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('the design.md §6 example loads from YAML with defaults filled in', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'sidecar.yaml');
+  writeFileSync(
+    file,
+    `globals:
+  name: proofpoint-sidecar
+  log_level: info
+  state_dir: ./state
+  http: { listen: 127.0.0.1:2021 }
+output:
+  type: forward
+  host: 127.0.0.1
+  port: 24224
+inputs:
+  proofpoint_tap:
+    id: "100001"
+    enabled: true
+    credentials: { username: \${TAP_PRINCIPAL}, password: \${TAP_SECRET} }
+    services:
+      clicksBlocked:     { start_time_in_utc: "2026-11-20T00:00:00Z" }
+      clicksPermitted:   {}
+      messagesBlocked:   {}
+      messagesDelivered: {}
+  proofpoint_on_demand:
+    id: 100002
+    enabled: true
+    credentials: { cluster_id: \${POD_CLUSTER_ID}, api_key: \${POD_API_KEY} }
+    services:
+      message: { request_period_in_seconds: 60 }
+      maillog: {}
+      audit:   {}
+`,
+  );
+  const { config, notices, file: abs } = loadConfigFile(file, {
+    env: { TAP_PRINCIPAL: TEST_SECRETS.tapPrincipal, TAP_SECRET: TEST_SECRETS.tapSecret, POD_CLUSTER_ID: 'acme_hosted', POD_API_KEY: TEST_SECRETS.podApiKey },
+  });
+  assert.equal(abs, file);
+  assert.deepEqual(notices, []);
+  assert.equal(config.globals.http?.listen, '127.0.0.1:2021');
+  assert.equal(config.globals.shutdown_timeout_secs, 30);
+  assert.equal(config.output.type, 'forward');
+  if (config.output.type === 'forward') {
+    assert.equal(config.output.ack_timeout_secs, 30);
+    assert.equal(config.output.max_frame_bytes, 4_000_000);
+  }
+  assert.equal(config.inputs.proofpoint_tap?.credentials.password, TEST_SECRETS.tapSecret);
+  assert.equal(config.inputs.proofpoint_tap?.services.clicksBlocked?.request_period_in_seconds, 60);
+  assert.equal(config.inputs.proofpoint_on_demand?.id, '100002', 'numeric ids become strings');
+  assert.equal(config.inputs.proofpoint_on_demand?.credentials.cluster_id, 'acme_hosted');
+});
+
+test('JSON is accepted too', () => {
+  const { config } = loadConfigText(JSON.stringify({ output: { type: 'stdout' }, inputs: { proofpoint_tap: tap() } }));
+  assert.equal(config.output.type, 'stdout');
+});
+
+test('a missing environment variable is an error naming it and the key', () => {
+  const p = problems(() =>
+    loadConfigObject({ inputs: { proofpoint_tap: tap({ credentials: { username: '${TAP_USER}', password: '${TAP_PW}' } }) } }, { env: {} }),
+  );
+  assert.deepEqual(p, [
+    'inputs.proofpoint_tap.credentials.username: environment variable TAP_USER is not set (referenced as ${TAP_USER})',
+    'inputs.proofpoint_tap.credentials.password: environment variable TAP_PW is not set (referenced as ${TAP_PW})',
+  ]);
+});
+
+test('secrets can come from *_file keys, relative to the config file', () => {
+  const dir = tmpDir();
+  writeFileSync(path.join(dir, 'tap-secret'), `${TEST_SECRETS.tapSecret}\n`);
+  writeFileSync(path.join(dir, 'key'), `${TEST_SECRETS.forwardSharedKey}\n`);
+  const file = path.join(dir, 'c.yaml');
+  writeFileSync(
+    file,
+    `output: { type: forward, shared_key_file: key }
+inputs:
+  proofpoint_tap:
+    id: x
+    credentials: { username: u1234, password_file: ${path.join(dir, 'tap-secret')} }
+    services: { clicksBlocked: {} }
+`,
+  );
+  const { config } = loadConfigFile(file);
+  assert.equal(config.inputs.proofpoint_tap?.credentials.password, TEST_SECRETS.tapSecret);
+  assert.equal(config.output.type === 'forward' && config.output.shared_key, TEST_SECRETS.forwardSharedKey);
+  // Registered for scrubbing as soon as they are read.
+  assert.equal(scrub(`oops ${TEST_SECRETS.tapSecret}`), 'oops ***');
+
+  const both = problems(() =>
+    loadConfigObject({ inputs: { proofpoint_tap: tap({ credentials: { username: 'u', password: 'p', password_file: 'x' } }) } }),
+  );
+  assert.deepEqual(both, ['inputs.proofpoint_tap.credentials.password_file: give either password or password_file, not both']);
+  const missing = problems(() =>
+    loadConfigObject({ inputs: { proofpoint_tap: tap({ credentials: { username: 'u', password_file: '/nonexistent/secret' } }) } }),
+  );
+  assert.deepEqual(missing, ['inputs.proofpoint_tap.credentials.password_file: cannot read /nonexistent/secret: ENOENT']);
+});
+
+test('unknown keys are rejected with their path, the nearest valid key and what is allowed', () => {
+  const p = problems(() =>
+    loadConfigObject({
+      globals: { stat_dir: '/x' },
+      output: { type: 'stdout', host: 'x' },
+      inputs: { proofpoint_tap: tap({ services: { clickBlocked: {} } }), proofpoint_tapp: {} },
+      extra: 1,
+    }),
+  );
+  assert.ok(
+    p.includes(
+      'globals.stat_dir: unknown key; did you mean "state_dir"? Allowed keys in globals: name, log_level, state_dir, http, shutdown_timeout_secs, dedup_sweep_interval_secs, dedup_max_keys, persistence',
+    ),
+    p.join('\n'),
+  );
+  assert.ok(p.includes('output.host: unknown key. Allowed keys in output: type, queue_max_bytes, max_frame_bytes'), p.join('\n'));
+  assert.ok(p.some((l) => l.startsWith('inputs.proofpoint_tap.services.clickBlocked: unknown key; did you mean "clicksBlocked"?')), p.join('\n'));
+  assert.ok(p.some((l) => l.startsWith('inputs.proofpoint_tapp: unknown key; did you mean "proofpoint_tap"?')), p.join('\n'));
+  assert.ok(p.some((l) => l.startsWith('extra: unknown key. Allowed keys in the top level: globals, output, inputs, outputs')), p.join('\n'));
+});
+
+test('wrong values name the key, what was given and what is allowed', () => {
+  const p = problems(() =>
+    loadConfigObject({
+      globals: { log_level: 'verbose' },
+      output: { type: 'forward', port: 'x', max_frame_bytes: 6_144_000 },
+      inputs: { proofpoint_on_demand: { id: 'a b', credentials: { cluster_id: 'c' }, services: { maillog: { dedup_window_secs: 60 } } } },
+    }),
+  );
+  assert.deepEqual(p.sort(), [
+    'globals.log_level: must be one of "debug", "info", "warn", "error" (got "verbose")',
+    'inputs.proofpoint_on_demand.credentials.api_key: is required (a string)',
+    'inputs.proofpoint_on_demand.id: must be 1 to 64 letters, digits, "_", "." or "-" (got "a b")',
+    'inputs.proofpoint_on_demand.services.maillog.dedup_window_secs: must be at least 7200 (two hours) (got 60)',
+    "output.max_frame_bytes: must stay well below Fluent Bit's buffer_max_size (6144000) (got 6144000)",
+    'output.port: must be a number (got "x")',
+  ].sort());
+  assert.deepEqual(problems(() => loadConfigObject({ output: { type: 'kafka' } })), ['output.type: must be one of "forward", "stdout"']);
+});
+
+test('Devo-only sections are accepted and reported as ignored', () => {
+  const { config, notices } = loadConfigObject({
+    globals: { persistence: { type: 'filesystem', config: { directory_name: 'state' } } },
+    outputs: { devo_1: { type: 'devo_platform', config: { address: 'collector-us.devo.io' } } },
+    inputs: { proofpoint_tap: tap() },
+  });
+  assert.deepEqual(notices, [
+    'outputs is a Devo collector section and is ignored: events go to Fluent Bit (section output); its outputs ship them',
+    'globals.persistence is a Devo collector section and is ignored: state is kept in LevelDB under globals.state_dir',
+  ]);
+  assert.equal((config as Record<string, unknown>).outputs, undefined);
+});
+
+test('timestamps: RFC 3339 / ISO 8601 with Z, -0500 or -05:00, and microseconds', () => {
+  const z = parseTimestampMs('2026-11-20T05:00:00Z');
+  assert.equal(parseTimestampMs('2026-11-20T00:00:00-0500'), z);
+  assert.equal(parseTimestampMs('2026-11-20T00:00:00-05:00'), z);
+  assert.equal(parseTimestampMs('2026-11-20T10:30:00+05:30'), z);
+  assert.deepEqual(parseTimestamp('2024-05-22T12:10:03.058340-0700'), { sec: Date.UTC(2024, 4, 22, 19, 10, 3) / 1000, nsec: 58_340_000 });
+  assert.deepEqual(parseTimestamp('2024-05-22T19:10:03.123456789Z'), { sec: Date.UTC(2024, 4, 22, 19, 10, 3) / 1000, nsec: 123_456_789 });
+  for (const bad of ['2026-11-20', '2026-11-20T00:00:00', '2026-02-30T00:00:00Z', '2026-11-20T25:00:00Z', 'yesterday', '2026-11-20T00:00:00+5']) {
+    assert.equal(parseTimestamp(bad), undefined, bad);
+  }
+  for (const ok of ['2026-11-20T00:00:00Z', '2026-11-20T00:00:00-0500', '2026-11-20T00:00:00-05:00']) {
+    assert.doesNotThrow(() => loadConfigObject({ inputs: { proofpoint_tap: tap({ services: { clicksBlocked: { start_time_in_utc: ok } } }) } }));
+  }
+  const p = problems(() =>
+    loadConfigObject({ inputs: { proofpoint_tap: tap({ services: { clicksBlocked: { start_time_in_utc: '2026-11-20 00:00' } } }) } }),
+  );
+  assert.equal(p.length, 1);
+  assert.match(p[0]!, /^inputs\.proofpoint_tap\.services\.clicksBlocked\.start_time_in_utc: must be an RFC 3339 \/ ISO 8601 timestamp/);
+});
+
+test('invalid YAML and non-mapping documents are config errors', () => {
+  assert.match(problems(() => loadConfigText('globals: [\n'))[0]!, /^config: /);
+  assert.deepEqual(problems(() => loadConfigText('- a\n- b\n')), ['the configuration must be a mapping with globals, output and inputs']);
+  assert.match(problems(() => loadConfigText('a: 1\na: 2\n'))[0]!, /unique/i);
+  assert.deepEqual(problems(() => loadConfigFile('/nonexistent/config.yaml')), ['cannot read config file /nonexistent/config.yaml: ENOENT']);
+});
+
+test('a credential is never quoted in an error, even when it is the invalid value', () => {
+  const p = problems(() =>
+    loadConfigObject({ output: { type: 'forward', shared_key: 12345678 }, inputs: { proofpoint_tap: tap({ credentials: { username: 5, password: TEST_SECRETS.tapSecret } }) } }),
+  );
+  assert.ok(p.includes('output.shared_key: must be a string'), p.join('\n'));
+  assert.ok(p.includes('inputs.proofpoint_tap.credentials.username: must be a string'), p.join('\n'));
+});
+
+test('maskSecrets replaces every credential for display', () => {
+  const { config } = loadConfigObject({
+    output: { type: 'forward', shared_key: TEST_SECRETS.forwardSharedKey, username: 'fb', password: TEST_SECRETS.forwardPassword },
+    inputs: { proofpoint_tap: tap(), proofpoint_on_demand: { id: 'p', credentials: { cluster_id: 'c', api_key: TEST_SECRETS.podApiKey }, services: { audit: {} } } },
+  });
+  const shown = JSON.stringify(maskSecrets(config));
+  for (const s of Object.values(TEST_SECRETS)) assert.ok(!shown.includes(s), s);
+  assert.match(shown, /"api_key":"\*\*\*"/);
+  assert.match(shown, /"shared_key":"\*\*\*"/);
+});
+
+test('nearest suggests only close keys', () => {
+  assert.equal(nearest('servics', ['services', 'id']), 'services');
+  assert.equal(nearest('zzzzzz', ['services', 'id']), undefined);
+  assert.equal(nearest('Log_Level', ['log_level']), 'log_level');
+});
+
+test('a value that is one ${VAR} takes its type, except credentials, which stay strings', () => {
+  const { config } = loadConfigText(
+    `output: { type: forward, port: \${FB_PORT}, shared_key: \${FB_KEY} }
+inputs:
+  proofpoint_tap: { id: x, enabled: \${TAP_ON}, credentials: { username: u123, password: \${TAP_PW} }, services: { clicksBlocked: {} } }
+# a commented \${NOT_SET} is not an error
+`,
+    { env: { FB_PORT: '24225', FB_KEY: '12345678', TAP_ON: 'false', TAP_PW: '99999999' } },
+  );
+  assert.equal(config.output.type === 'forward' && config.output.port, 24225);
+  assert.equal(config.output.type === 'forward' && config.output.shared_key, '12345678');
+  assert.equal(config.inputs.proofpoint_tap?.enabled, false);
+  assert.equal(config.inputs.proofpoint_tap?.credentials.password, '99999999');
+});

@@ -1,0 +1,11 @@
+/**
+ * Credentials used by tests. scripts/test.mjs scans everything the test suite prints for these
+ * values and fails the run if one appears: credentials must never reach a log line or an error.
+ */
+export const TEST_SECRETS = {
+  tapPrincipal: 'tap-principal-7f3c2a91',
+  tapSecret: 'tap-secret-Q9xv82LmZp4s',
+  podApiKey: 'pod-api-key-Hh27Wq9Lk3Jd',
+  forwardSharedKey: 'fwd-shared-key-Zk82Pq1m',
+  forwardPassword: 'fwd-password-Xy71Lm0q',
+} as const;
