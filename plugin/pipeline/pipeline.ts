@@ -43,6 +43,7 @@ export interface PipelineOptions {
 /** Counters per (input, service), for statistics, /metrics and tests. */
 export interface ServiceCounters {
   input: string;
+  source: Source['type'];
   service: string;
   tag: string;
   received: number;
@@ -133,6 +134,7 @@ export class Pipeline {
         const stored = await this.#store.getCursor(source.id, spec.name);
         this.#counters.set(scopeOf(source.id, spec.name), {
           input: source.id,
+          source: source.type,
           service: spec.name,
           tag: spec.tag,
           received: 0,

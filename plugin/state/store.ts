@@ -35,6 +35,11 @@ export const SCHEMA_VERSION = 2;
 export interface StoreOptions {
   clock?: Clock;
   logger?: Logger;
+  /**
+   * For `state show|reset`: the unclean-shutdown marker is read but neither set nor cleared, so
+   * inspecting the state of a crashed run does not hide the crash from the next run.
+   */
+  maintenance?: boolean;
 }
 
 export interface CommitOp {
@@ -68,9 +73,10 @@ export class StateStore {
   readonly uncleanShutdown: boolean;
   readonly #clock: Clock;
   readonly #logger: Logger;
+  readonly #maintenance: boolean;
   #closed = false;
 
-  private constructor(dir: string, db: Db, unclean: boolean, clock: Clock, logger: Logger) {
+  private constructor(dir: string, db: Db, unclean: boolean, clock: Clock, logger: Logger, maintenance: boolean) {
     this.dir = dir;
     this.db = db;
     this.meta = jsonSublevel(db, 'meta');
@@ -80,6 +86,7 @@ export class StateStore {
     this.uncleanShutdown = unclean;
     this.#clock = clock;
     this.#logger = logger;
+    this.#maintenance = maintenance;
   }
 
   /**
@@ -119,14 +126,14 @@ export class StateStore {
       await migrate(db, abs, logger);
       const meta = jsonSublevel(db, 'meta');
       const running = (await meta.get('running')) as { pid: number; started_at: number } | undefined;
-      await meta.put('running', { pid: process.pid, started_at: clock.now() });
-      if (running) {
+      if (!opts.maintenance) await meta.put('running', { pid: process.pid, started_at: clock.now() });
+      if (running && !opts.maintenance) {
         logger.warn(
           { state_dir: abs, previous_pid: running.pid, previous_start: new Date(running.started_at).toISOString() },
           'The previous run did not shut down cleanly; sources recover what may have been in flight.',
         );
       }
-      return new StateStore(abs, db, running !== undefined, clock, logger);
+      return new StateStore(abs, db, running !== undefined, clock, logger, opts.maintenance ?? false);
     } catch (err) {
       await db.close().catch(() => {});
       throw err;
@@ -209,7 +216,7 @@ export class StateStore {
   async close(opts: { clean?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (opts.clean !== false) await this.meta.del('running');
+    if (opts.clean !== false && !this.#maintenance) await this.meta.del('running');
     await this.db.close();
   }
 }

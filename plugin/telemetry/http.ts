@@ -1,0 +1,156 @@
+/**
+ * The operational endpoints on `globals.http.listen` (loopback by default):
+ *   /healthz  the process is alive (200)
+ *   /readyz   state open, output connected, no service in a fatal error (200, else 503 with why)
+ *   /metrics  Prometheus text format
+ * Metrics are read from the pipeline, the sink and the health registry at scrape time, so the hot
+ * path counts nothing twice.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Sink } from '../output/sink.ts';
+import type { Pipeline } from '../pipeline/pipeline.ts';
+import type { StateStore } from '../state/store.ts';
+import type { Clock } from '../util/clock.ts';
+import { parseTimestampMs } from '../util/time.ts';
+
+export interface HttpDeps {
+  pipeline: Pipeline;
+  sink: Sink;
+  store: StateStore;
+  clock: Clock;
+}
+
+export interface Readiness {
+  ready: boolean;
+  reasons: string[];
+}
+
+export function readiness(d: HttpDeps): Readiness {
+  const reasons: string[] = [];
+  if (d.store.closed) reasons.push('state store is closed');
+  if (!d.sink.stats().connected) reasons.push(`output (${d.sink.kind}) is not connected`);
+  for (const h of d.pipeline.health.all()) {
+    if (h.status === 'failed') reasons.push(`${h.input}/${h.service} failed: ${h.reason ?? 'fatal error'}`);
+  }
+  return { ready: reasons.length === 0, reasons };
+}
+
+/** The time a cursor stands for, in ms, when it has one (TAP window end, POD highest ts). */
+function cursorTime(cursor: unknown): number | undefined {
+  if (cursor === null || cursor === undefined) return undefined;
+  if (typeof cursor === 'number') return cursor;
+  if (typeof cursor === 'string') return parseTimestampMs(cursor);
+  if (typeof cursor === 'object') {
+    for (const k of ['end', 'ts', 'time', 'highest_ts', 'until']) {
+      const v = (cursor as Record<string, unknown>)[k];
+      const t = cursorTime(v);
+      if (t !== undefined) return t;
+    }
+  }
+  return undefined;
+}
+
+export function createMetrics(d: HttpDeps): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'proofpoint_sidecar_' });
+  const labels = ['input_id', 'source', 'service'] as const;
+  const perService = (name: string, help: string, pick: (c: ReturnType<Pipeline['counters']>[number]) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: labels,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of d.pipeline.counters()) {
+          const v = pick(c);
+          if (v !== undefined) this.set({ input_id: c.input, source: c.source, service: c.service }, v);
+        }
+      },
+    });
+  perService('proofpoint_sidecar_events_received_total', 'Events the source produced', (c) => c.received);
+  perService('proofpoint_sidecar_events_sent_total', 'Events acknowledged by the output and committed', (c) => c.sent);
+  perService('proofpoint_sidecar_duplicates_total', 'Events dropped as already delivered or in flight', (c) => c.duplicates);
+  perService('proofpoint_sidecar_dead_lettered_total', 'Inputs written to the dead-letter file', (c) => c.deadLettered);
+  perService('proofpoint_sidecar_lag_seconds', 'Now minus the time of the committed cursor', (c) => {
+    const t = cursorTime(c.cursor);
+    return t === undefined ? undefined : Math.max(0, (d.clock.now() - t) / 1000);
+  });
+  new Gauge({
+    name: 'proofpoint_sidecar_service_up',
+    help: '1 when the service is running without a fatal error',
+    labelNames: ['input_id', 'service', 'status'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const h of d.pipeline.health.all()) this.set({ input_id: h.input, service: h.service, status: h.status }, h.status === 'failed' ? 0 : 1);
+    },
+  });
+  const sinkGauge = (name: string, help: string, pick: (s: ReturnType<Sink['stats']>) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const v = pick(d.sink.stats());
+        if (v !== undefined) this.set(v);
+      },
+    });
+  sinkGauge('proofpoint_sidecar_output_connected', '1 when the output is connected', (s) => (s.connected ? 1 : 0));
+  sinkGauge('proofpoint_sidecar_output_chunks_in_flight', 'Chunks sent and not yet acknowledged', (s) => s.chunksInFlight);
+  sinkGauge('proofpoint_sidecar_output_chunks_acked_total', 'Chunks acknowledged', (s) => s.chunksAcked);
+  sinkGauge('proofpoint_sidecar_output_pending_bytes', 'Bytes queued or in flight', (s) => s.pendingBytes);
+  sinkGauge('proofpoint_sidecar_output_reconnects_total', 'Output reconnects', (s) => s.reconnects);
+  sinkGauge('proofpoint_sidecar_output_ack_latency_seconds', 'Latency of the last acknowledgement', (s) =>
+    s.lastAckLatencyMs === undefined ? undefined : s.lastAckLatencyMs / 1000,
+  );
+  return registry;
+}
+
+export interface HttpServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(listen: string, d: HttpDeps): Promise<HttpServer> {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(listen.slice(i + 1));
+  const registry = createMetrics(d);
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const r = readiness(d);
+      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ready ? 'ready\n' : `not ready:\n${r.reasons.map((x) => `- ${x}\n`).join('')}`);
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    url: `http://${shownHost}:${addr.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}
