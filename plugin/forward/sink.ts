@@ -1,0 +1,224 @@
+/**
+ * The forward output: records to Fluent Bit's in_forward as PackedForward chunks, one promise
+ * per `send` that resolves when every chunk of that call is acknowledged.
+ *
+ * Memory is bounded by cooperation: the pipeline waits on `waitForCapacity` before each `send`,
+ * so records accepted and not yet acked stay under `queue_max_bytes` plus one batch, however long
+ * Fluent Bit is away. A chunk holds its records' buffers until its first write, then one frame
+ * (kept for resends) until its ack; at most `max_chunks_in_flight` frames exist at once.
+ *
+ * Chunking: a `send` is cut into chunks closed at `chunk_bytes` (soft: a chunk takes at least one
+ * record) and never larger than `max_frame_bytes` as a whole frame. A record too large to fit a
+ * frame alone (`maxRecordBytes`) makes `send` reject before anything of it is queued.
+ */
+import type { Logger } from 'pino';
+import type { ForwardOutputConfig } from '../config/schema.ts';
+import { ErrorCode, SidecarError } from '../errors.ts';
+import type { OutputRecord, Sink, SinkStats } from '../output/sink.ts';
+import { silentLogger } from '../telemetry/logger.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
+import { ForwardClient, OutboundChunk, type ForwardEvents } from './client.ts';
+import { encodeEntry, maxEntryBytes, newChunkId, packedForwardSize } from './encoder.ts';
+
+export interface ForwardSinkOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Jitter source for the reconnect backoff. */
+  random?: () => number;
+  /** Connection events (connected, retries, handshake errors, acks) for telemetry and tests. */
+  events?: ForwardEvents;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export class ForwardSink implements Sink {
+  readonly kind = 'forward' as const;
+  readonly #cfg: ForwardOutputConfig;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #client: ForwardClient;
+  readonly #maxRecordBytes = new Map<string, number>();
+  #pendingRecords = 0;
+  #pendingBytes = 0;
+  #capacityWaiters = new Set<Waiter>();
+  #drainWaiters = new Set<() => void>();
+  /** Rejecters of send() promises still waiting for acks. */
+  #sends = new Set<(err: unknown) => void>();
+  #closing = false;
+  #closed = false;
+
+  constructor(cfg: ForwardOutputConfig, opts: ForwardSinkOptions = {}) {
+    this.#cfg = cfg;
+    this.#clock = opts.clock ?? systemClock;
+    this.#log = opts.logger ?? silentLogger();
+    this.#client = new ForwardClient(cfg, {
+      clock: this.#clock,
+      logger: this.#log,
+      ...(opts.random ? { random: opts.random } : {}),
+      ...(opts.events ? { events: opts.events } : {}),
+    });
+  }
+
+  maxRecordBytes(tag: string): number {
+    let max = this.#maxRecordBytes.get(tag);
+    if (max === undefined) {
+      max = maxEntryBytes(tag, this.#cfg.max_frame_bytes);
+      if (this.#maxRecordBytes.size < 1024) this.#maxRecordBytes.set(tag, max);
+    }
+    return max;
+  }
+
+  encode(rec: OutputRecord): Buffer {
+    return encodeEntry(rec);
+  }
+
+  send(tag: string, encoded: Buffer[]): Promise<void> {
+    if (this.#closing) {
+      return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output is closing; records not accepted'));
+    }
+    if (typeof tag !== 'string' || tag.length === 0) return Promise.reject(new TypeError('send: tag must be a non-empty string'));
+    const max = this.maxRecordBytes(tag);
+    for (let i = 0; i < encoded.length; i++) {
+      if (encoded[i]!.length > max) {
+        return Promise.reject(
+          new SidecarError(
+            ErrorCode.RECORD_TOO_LARGE,
+            `record ${i} of ${encoded.length} under tag "${tag}" is ${encoded[i]!.length} bytes; at most ${max} fit a frame of output.max_frame_bytes (${this.#cfg.max_frame_bytes})`,
+          ),
+        );
+      }
+    }
+    if (encoded.length === 0) return Promise.resolve();
+
+    const chunks = this.#split(tag, encoded);
+    return new Promise<void>((resolve, reject) => {
+      let left = chunks.length;
+      const fail = (err: unknown) => {
+        this.#sends.delete(fail);
+        reject(err);
+      };
+      this.#sends.add(fail);
+      for (const c of chunks) {
+        this.#pendingRecords += c.entries.length;
+        this.#pendingBytes += c.bytes;
+        const chunk = new OutboundChunk(tag, newChunkId(), c.entries, c.bytes, () => {
+          this.#pendingRecords -= c.entries.length;
+          this.#pendingBytes -= c.bytes;
+          this.#wakeWaiters();
+          if (--left === 0) {
+            this.#sends.delete(fail);
+            resolve();
+          }
+        });
+        this.#client.enqueue(chunk);
+      }
+    });
+  }
+
+  waitForCapacity(signal?: AbortSignal): Promise<void> {
+    if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output is closing'));
+    if (this.#pendingBytes < this.#cfg.queue_max_bytes) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        this.#capacityWaiters.delete(w);
+        reject(signal!.reason);
+      };
+      const w: Waiter = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      this.#capacityWaiters.add(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  start(): void {
+    this.#client.start();
+  }
+
+  async close(timeoutMs: number): Promise<number> {
+    if (this.#closed) return this.#pendingRecords;
+    this.#closing = true;
+    const closedErr = new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output closed');
+    for (const w of this.#capacityWaiters) w.reject(closedErr);
+    this.#capacityWaiters.clear();
+    if (this.#pendingRecords > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          cancel();
+          this.#drainWaiters.delete(done);
+          resolve();
+        };
+        const cancel = this.#clock.setTimer(timeoutMs, done);
+        this.#drainWaiters.add(done);
+      });
+    }
+    this.#closed = true;
+    this.#client.close();
+    const unacked = this.#pendingRecords;
+    if (unacked > 0) {
+      this.#log.warn({ unacked, timeoutMs }, 'forward: closed with records not acknowledged by Fluent Bit');
+      const err = new SidecarError(ErrorCode.FORWARD_CLOSED, `forward output closed with ${unacked} records not acknowledged`);
+      for (const fail of [...this.#sends]) fail(err);
+    }
+    return unacked;
+  }
+
+  stats(): SinkStats {
+    const c = this.#client.stats();
+    return {
+      connected: c.connected,
+      pendingRecords: this.#pendingRecords,
+      pendingBytes: this.#pendingBytes,
+      chunksInFlight: c.chunksInFlight,
+      chunksAcked: c.chunksAcked,
+      reconnects: c.reconnects,
+      ...(c.lastAckLatencyMs !== undefined ? { lastAckLatencyMs: c.lastAckLatencyMs } : {}),
+    };
+  }
+
+  /** The last problem an operator has to fix (handshake, TLS), until a connection succeeds. */
+  get lastError(): SidecarError | undefined {
+    return this.#client.lastError;
+  }
+
+  #split(tag: string, encoded: Buffer[]): { entries: Buffer[]; bytes: number }[] {
+    const tagBytes = Buffer.byteLength(tag, 'utf8');
+    const soft = this.#cfg.chunk_bytes;
+    const hard = this.#cfg.max_frame_bytes;
+    const out: { entries: Buffer[]; bytes: number }[] = [];
+    let entries: Buffer[] = [];
+    let bytes = 0;
+    for (const e of encoded) {
+      const n = entries.length;
+      if (n > 0 && (bytes + e.length > soft || packedForwardSize(tagBytes, n + 1, bytes + e.length) > hard)) {
+        out.push({ entries, bytes });
+        entries = [];
+        bytes = 0;
+      }
+      entries.push(e);
+      bytes += e.length;
+    }
+    out.push({ entries, bytes });
+    return out;
+  }
+
+  #wakeWaiters(): void {
+    if (this.#pendingBytes < this.#cfg.queue_max_bytes && this.#capacityWaiters.size > 0) {
+      const ws = [...this.#capacityWaiters];
+      this.#capacityWaiters.clear();
+      for (const w of ws) w.resolve();
+    }
+    if (this.#pendingRecords === 0) for (const d of [...this.#drainWaiters]) d();
+  }
+}
