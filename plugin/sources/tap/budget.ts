@@ -1,0 +1,154 @@
+/**
+ * The TAP rate budget, kept on our side so the API never has to say 429.
+ *
+ * Vendor text (elastic/integrations #9969): "limited by a simple, rolling 24-hour throttle. Once
+ * exceeded, the API will start returning 429 HTTP status codes until 24 hours past the oldest
+ * request has elapsed. Requests to the clicks/permitted API and requests to other APIs are
+ * throttled into different pools." 1800 requests per pool and credential; no Retry-After.
+ *
+ * Every request, first pass, settle re-query or retry, takes a slot here before it is sent, and the
+ * slot is written to the persisted request log (ctx.requestLog) so a restart does not forget it.
+ * When a pool is spent the caller waits until its oldest request leaves the 24 h window, and the
+ * wait is logged with the time the next request is allowed. A 429 anyway (another collector on the
+ * same credential, a lost state directory) blocks the pool for a long backoff: minutes to hours.
+ */
+import type { Logger } from 'pino';
+import type { RequestLog } from '../source.ts';
+import type { Clock } from '../../util/clock.ts';
+import { Backoff } from '../../util/backoff.ts';
+import { formatUtc } from '../../util/time.ts';
+
+export type TapPool = 'shared' | 'clicksPermitted';
+export const TAP_POOLS: readonly TapPool[] = ['shared', 'clicksPermitted'];
+
+/** `clicks/permitted` has its own pool; `all`, `issues` and the other three share one. */
+export function poolOf(path: string): TapPool {
+  return /\/clicks\/permitted$/.test(path) ? 'clicksPermitted' : 'shared';
+}
+
+export const DAY_MS = 24 * 3600 * 1000;
+/** Our clock and the API's differ a little: a freed slot is used this long after it frees. */
+const SKEW_MARGIN_MS = 60_000;
+
+export interface RateBudgetOptions {
+  log: RequestLog;
+  clock: Clock;
+  logger: Logger;
+  /** Requests per pool per window. */
+  limit: number;
+  windowMs?: number;
+  throttleInitialMs: number;
+  throttleMaxMs: number;
+  /** For the throttle backoff's jitter; tests pass a constant. */
+  random?: () => number;
+}
+
+interface PoolState {
+  /** Times (ms, ascending) of requests within the window, mirrored from the persisted log. */
+  times: number[];
+  /** No request before this time (after a 429). */
+  blockedUntil: number;
+  throttle: Backoff;
+  lastPrune: number;
+}
+
+export class RateBudget {
+  readonly #o: Required<Omit<RateBudgetOptions, 'random'>> & { random?: () => number };
+  readonly #pools = new Map<TapPool, PoolState>();
+
+  constructor(o: RateBudgetOptions) {
+    this.#o = { windowMs: DAY_MS, ...o };
+  }
+
+  /** Reads the persisted log of each pool (once, at start). */
+  async load(pools: readonly TapPool[]): Promise<void> {
+    const now = this.#o.clock.now();
+    for (const pool of pools) {
+      const times = await this.#o.log.list(pool, now - this.#o.windowMs);
+      this.#pools.set(pool, {
+        times: times.slice().sort((a, b) => a - b),
+        blockedUntil: 0,
+        // Full jitter would allow a retry after seconds; this keeps every wait within [initial, cap].
+        throttle: new Backoff({ minMs: this.#o.throttleInitialMs, maxMs: this.#o.throttleMaxMs, random: this.#o.random }),
+        lastPrune: 0,
+      });
+    }
+  }
+
+  #state(pool: TapPool): PoolState {
+    const s = this.#pools.get(pool);
+    if (!s) throw new Error(`rate budget: pool ${pool} not loaded`);
+    return s;
+  }
+
+  /** Requests still allowed in the pool right now. */
+  remaining(pool: TapPool): number {
+    const s = this.#pools.get(pool);
+    if (!s) return this.#o.limit;
+    const since = this.#o.clock.now() - this.#o.windowMs;
+    return Math.max(0, this.#o.limit - s.times.filter((t) => t > since).length);
+  }
+
+  /** When the next request may be sent (now, if allowed now). */
+  nextAllowedAt(pool: TapPool): number {
+    const s = this.#state(pool);
+    const now = this.#o.clock.now();
+    this.#trim(s, now);
+    let at = Math.max(now, s.blockedUntil);
+    if (s.times.length >= this.#o.limit) {
+      // The request that must leave the window before one more fits, plus room for clock skew.
+      at = Math.max(at, s.times[s.times.length - this.#o.limit]! + this.#o.windowMs + SKEW_MARGIN_MS);
+    }
+    return at;
+  }
+
+  /**
+   * Waits until the pool allows a request, then records it (persisted) and returns. Rejects only
+   * when `signal` aborts.
+   */
+  async acquire(pool: TapPool, signal: AbortSignal): Promise<void> {
+    const s = this.#state(pool);
+    for (;;) {
+      const now = this.#o.clock.now();
+      const at = this.nextAllowedAt(pool);
+      if (at <= now) {
+        s.times.push(now);
+        await this.#o.log.record(pool, now);
+        await this.#prunePersisted(pool, s, now);
+        return;
+      }
+      const why = s.blockedUntil > now ? 'backing off after HTTP 429' : `${this.#o.limit} requests in the last 24 h`;
+      this.#o.logger.info(
+        { pool, next_request_at: formatUtc(at), requests_left: this.remaining(pool) },
+        `TAP rate budget: pool ${pool} is spent (${why}); next request allowed at ${formatUtc(at)}`,
+      );
+      await this.#o.clock.sleep(at - now, signal);
+    }
+  }
+
+  /** A 429: the server's count is ahead of ours. Blocks the pool for a long, growing backoff. */
+  throttled(pool: TapPool): number {
+    const s = this.#state(pool);
+    const wait = s.throttle.next();
+    s.blockedUntil = this.#o.clock.now() + wait;
+    return s.blockedUntil;
+  }
+
+  /** A request of the pool succeeded: the throttle backoff starts over. */
+  succeeded(pool: TapPool): void {
+    this.#state(pool).throttle.reset();
+  }
+
+  #trim(s: PoolState, now: number): void {
+    const since = now - this.#o.windowMs;
+    let i = 0;
+    while (i < s.times.length && s.times[i]! <= since) i++;
+    if (i > 0) s.times.splice(0, i);
+  }
+
+  async #prunePersisted(pool: TapPool, s: PoolState, now: number): Promise<void> {
+    if (now - s.lastPrune < 3600_000) return;
+    s.lastPrune = now;
+    await this.#o.log.prune(pool, now - this.#o.windowMs);
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * One GET of the TAP SIEM API for one explicit window (proofpoint-tap.md §2).
+ *
+ *  - HTTPS GET with Basic auth (service principal, secret), `format=json` (the default is syslog),
+ *    `interval=<start>/<end>` computed by us: never `sinceSeconds`/`sinceTime`, whose end the server
+ *    rounds to its own minute.
+ *  - undici, through EnvHttpProxyAgent by default (HTTPS_PROXY / HTTP_PROXY / NO_PROXY), TLS
+ *    verified, one deadline for the whole exchange (headers and body).
+ *  - 200 with empty or missing arrays and 204 with no body are both "no events": the window is done.
+ *  - Status codes become the Devo collector's errors: 401/403 -> 100, other HTTP errors -> 300
+ *    (status, text, window), no answer -> 301. Retrying is the caller's business.
+ */
+import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { CredentialsError, VendorHttpError, VendorRequestError } from '../../errors.ts';
+import { TAP_SERVICES, type TapServiceName } from './config.ts';
+import { TapBadRequestError, TapThrottledError } from './errors.ts';
+import { formatInterval } from './window.ts';
+
+/** Endpoint paths, and the arrays each one returns. */
+export const TAP_PATHS: Record<TapServiceName | 'all', string> = {
+  clicksBlocked: '/v2/siem/clicks/blocked',
+  clicksPermitted: '/v2/siem/clicks/permitted',
+  messagesBlocked: '/v2/siem/messages/blocked',
+  messagesDelivered: '/v2/siem/messages/delivered',
+  all: '/v2/siem/all',
+};
+
+export interface TapClientOptions {
+  baseUrl: string;
+  username: string;
+  password: string;
+  /** `threatStatus` values (repeated parameter); empty: the API's default, active and cleared. */
+  threatStatus: readonly string[];
+  /** `threatType` values (repeated parameter); empty: all types. */
+  threatType: readonly string[];
+  timeoutMs: number;
+  dispatcher?: Dispatcher;
+  /** Input id, for messages. */
+  input: string;
+}
+
+export interface WindowAnswer {
+  status: 200 | 204;
+  /** The arrays the answer carried, by service; a missing array is absent here. */
+  arrays: Partial<Record<TapServiceName, unknown[]>>;
+  queryEndTime?: string;
+  bytes: number;
+}
+
+const MAX_ERROR_TEXT = 300;
+
+export class TapClient {
+  readonly #o: TapClientOptions;
+  readonly #auth: string;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownDispatcher: boolean;
+
+  constructor(o: TapClientOptions) {
+    this.#o = o;
+    this.#auth = 'Basic ' + Buffer.from(`${o.username}:${o.password}`, 'utf8').toString('base64');
+    this.#ownDispatcher = o.dispatcher === undefined;
+    this.#dispatcher = o.dispatcher ?? new EnvHttpProxyAgent();
+  }
+
+  /** The URL of one window's request (no credentials in it). */
+  url(path: string, w: { start: number; end: number }): string {
+    const q = new URLSearchParams({ format: 'json', interval: formatInterval(w) });
+    for (const s of this.#o.threatStatus) q.append('threatStatus', s);
+    for (const t of this.#o.threatType) q.append('threatType', t);
+    return `${this.#o.baseUrl.replace(/\/+$/, '')}${path}?${q.toString()}`;
+  }
+
+  /**
+   * Fetches one window. Throws CredentialsError (100), TapBadRequestError / TapThrottledError /
+   * VendorHttpError (300) or VendorRequestError (301); an abort of `signal` rethrows its reason.
+   */
+  async fetchWindow(path: string, w: { start: number; end: number }, signal: AbortSignal): Promise<WindowAnswer> {
+    const where = `${path} interval ${formatInterval(w)}`;
+    const deadline = AbortSignal.timeout(this.#o.timeoutMs);
+    const both = AbortSignal.any([signal, deadline]);
+    let status: number;
+    let text: string;
+    try {
+      const res = await request(this.url(path, w), {
+        method: 'GET',
+        dispatcher: this.#dispatcher,
+        headers: { authorization: this.#auth, accept: 'application/json' },
+        signal: both,
+        headersTimeout: this.#o.timeoutMs,
+        bodyTimeout: this.#o.timeoutMs,
+      });
+      status = res.statusCode;
+      text = await res.body.text();
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      const why = deadline.aborted ? `no complete answer within ${this.#o.timeoutMs / 1000} s` : describeNetworkError(err);
+      throw new VendorRequestError(`TAP request failed for input ${this.#o.input}, ${where}: ${why}`, err);
+    }
+    return this.#interpret(status, text, where);
+  }
+
+  #interpret(status: number, text: string, where: string): WindowAnswer {
+    const bytes = Buffer.byteLength(text);
+    if (status === 204) return { status: 204, arrays: {}, bytes };
+    if (status === 200) {
+      if (text.trim() === '') return { status: 200, arrays: {}, bytes };
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new VendorHttpError(200, short(text), `TAP API answered HTTP 200 with a body that is not JSON for input ${this.#o.input}, ${where}: ${short(text)}`);
+      }
+      return { status: 200, ...parseArrays(body), bytes };
+    }
+    const shown = short(text);
+    if (status === 401 || status === 403) {
+      throw new CredentialsError(
+        `TAP API refused the credentials of input ${this.#o.input} (HTTP ${status}${shown ? `: ${shown}` : ''}): ` +
+          (status === 401
+            ? 'check credentials.username (service principal) and credentials.password (secret)'
+            : 'the credential is valid but not authorised for this customer\'s SIEM data'),
+      );
+    }
+    const msg = `TAP API answered HTTP ${status}${shown ? ` "${shown}"` : ''} for input ${this.#o.input}, ${where}`;
+    if (status === 400) throw new TapBadRequestError(text, msg);
+    if (status === 429) throw new TapThrottledError(text, msg);
+    throw new VendorHttpError(status, shown, msg);
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownDispatcher) await this.#dispatcher.close();
+  }
+}
+
+/**
+ * The arrays of an answer. Arrays may be missing (treated as empty) and one report shows a malformed
+ * key, `"messagesDelivered:"` (elastic/integrations #9965): keys are matched without trailing
+ * punctuation so such an array is not silently lost.
+ */
+export function parseArrays(body: unknown): Pick<WindowAnswer, 'arrays' | 'queryEndTime'> {
+  const arrays: Partial<Record<TapServiceName, unknown[]>> = {};
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return { arrays };
+  let queryEndTime: string | undefined;
+  for (const [rawKey, value] of Object.entries(body as Record<string, unknown>)) {
+    const key = rawKey.trim().replace(/[^A-Za-z]+$/, '');
+    if (key === 'queryEndTime') {
+      if (typeof value === 'string') queryEndTime = value;
+      continue;
+    }
+    if (!(TAP_SERVICES as readonly string[]).includes(key) || !Array.isArray(value)) continue;
+    const svc = key as TapServiceName;
+    arrays[svc] = arrays[svc] ? arrays[svc]!.concat(value) : value;
+  }
+  return { arrays, queryEndTime };
+}
+
+function short(text: string): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > MAX_ERROR_TEXT ? one.slice(0, MAX_ERROR_TEXT) + '…' : one;
+}
+
+function describeNetworkError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const cause = (err as { cause?: unknown }).cause;
+    const inner = cause instanceof Error ? `: ${cause.message}` : '';
+    return `${typeof code === 'string' ? `${code} ` : ''}${err.message}${inner}`;
+  }
+  return String(err);
+}

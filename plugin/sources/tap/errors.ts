@@ -1,0 +1,38 @@
+/**
+ * TAP-specific errors. They extend the project's coded errors (plugin/errors.ts), so their codes keep
+ * the Devo collector's meaning: 101 bad start time, 300 HTTP error (with status, text and window).
+ * Messages never carry credentials: the request URL has none and the Authorization header is not
+ * echoed; error bodies are cut short.
+ */
+import { ErrorCode, SidecarError, VendorHttpError } from '../../errors.ts';
+
+/** Code 101: `start_time_in_utc` is in the future (a bad timestamp is refused by the schema). */
+export class StartTimeError extends SidecarError {
+  constructor(message: string) {
+    super(ErrorCode.BAD_START_TIME, message, { exitCode: 2, fatal: true });
+  }
+}
+
+/** Why the API refused a window with 400 (its texts, proofpoint-tap.md §2.4). */
+export type WindowRefusal = 'too_far_in_past' | 'still_current' | 'other';
+
+/** Code 300 for a 400 answer; `refusal` tells the two recoverable window texts apart. */
+export class TapBadRequestError extends VendorHttpError {
+  readonly refusal: WindowRefusal;
+  constructor(body: string, message: string) {
+    super(400, body, message);
+    const text = body.toLowerCase();
+    this.refusal = text.includes('too far into the past')
+      ? 'too_far_in_past'
+      : text.includes('still current')
+        ? 'still_current'
+        : 'other';
+  }
+}
+
+/** Code 300 for a 429: the pool's 24 h budget is spent on the server's side. */
+export class TapThrottledError extends VendorHttpError {
+  constructor(body: string, message: string) {
+    super(429, body, message);
+  }
+}

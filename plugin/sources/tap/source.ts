@@ -1,0 +1,470 @@
+/**
+ * The `proofpoint_tap` source: walks explicit windows over the TAP SIEM API and yields, per
+ * service, batches of events with the cursor they advance to (sources/source.ts).
+ *
+ * One request per window: `/v2/siem/all` when two or more services are enabled (its arrays are
+ * routed to their services; one shared-pool request instead of up to four), the service's own
+ * endpoint when it is alone. Each window is planned by window.ts from the services' positions:
+ * the first pass walks 1 h windows from the cursor until caught up, then polls every period; time
+ * that was collected while still recent is re-queried once after it settled, and de-duplication
+ * (keys = content hashes, identity.ts) drops what the first pass already delivered.
+ *
+ * The source never writes state: positions advance in memory when a window's batches are yielded
+ * and reach the store only when the pipeline commits them. A window's answer is split into batches
+ * of at most `max_events_per_batch`; only the last batch of a service carries its cursor, so a
+ * crash mid-window re-queries the window and the committed keys drop what was already delivered.
+ */
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import type { Batch, BatchOutcome, RejectedInput, ServiceSpec, Source, SourceContext, SourceEvent } from '../source.ts';
+import { CredentialsError, VendorHttpError, VendorRequestError } from '../../errors.ts';
+import { Backoff } from '../../util/backoff.ts';
+import { formatUtc, parseTimestampMs } from '../../util/time.ts';
+import {
+  TAP_DEFAULT_TAGS,
+  TAP_DEFAULT_URL_BASE,
+  enabledServices,
+  threatStatusParams,
+  type TapInputConfig,
+  type TapServiceName,
+} from './config.ts';
+import { TAP_PATHS, TapClient, type WindowAnswer } from './client.ts';
+import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
+import { TapBadRequestError, TapThrottledError, StartTimeError } from './errors.ts';
+import { buildEvent } from './event.ts';
+import {
+  LOOKBACK_MARGIN_MS,
+  advance,
+  floorSec,
+  formatInterval,
+  minPositions,
+  oldestAllowedStart,
+  planNext,
+  windowConcerns,
+  windowProblem,
+  type Positions,
+  type Window,
+  type WindowOptions,
+} from './window.ts';
+
+/** The committed position of one service (stored by the pipeline as JSON). */
+export interface TapCursor {
+  v: 1;
+  /** Every window before this time was queried at least once. */
+  collected_to: string;
+  /** Every window before this time was queried after it settled (late-indexed events are in). */
+  settled_to: string;
+}
+
+export interface TapSourceOptions {
+  dispatcher?: Dispatcher;
+}
+
+const HOUR_MS = 3600_000;
+/** Each "too far into the past" answer adds this much room to the 7-day clamp, up to the cap. */
+const MARGIN_STEP_MS = 5 * 60_000;
+const MARGIN_CAP_MS = 60 * 60_000;
+/** Each "still current" answer adds this much lag (our clock is ahead of the API's), up to the cap. */
+const EXTRA_LAG_STEP_MS = 30_000;
+const EXTRA_LAG_CAP_MS = 10 * 60_000;
+
+/** Throws StartTimeError (101) when a service's `start_time_in_utc` is after `now`. */
+export function assertStartTimes(cfg: TapInputConfig, now: number): void {
+  for (const svc of enabledServices(cfg)) {
+    const text = cfg.services[svc]?.start_time_in_utc;
+    if (text === undefined) continue;
+    const at = parseTimestampMs(text);
+    if (at === undefined) {
+      throw new StartTimeError(`inputs.proofpoint_tap.services.${svc}.start_time_in_utc: "${text}" is not a timestamp`);
+    }
+    if (at > now) {
+      throw new StartTimeError(
+        `inputs.proofpoint_tap.services.${svc}.start_time_in_utc: ${text} is in the future (now is ${formatUtc(now)})`,
+      );
+    }
+  }
+}
+
+export function toCursor(p: Positions): TapCursor {
+  return { v: 1, collected_to: formatUtc(p.collectedTo), settled_to: formatUtc(p.settledTo) };
+}
+
+/** Positions from a stored cursor, or undefined when it is not one of ours. */
+export function fromCursor(c: unknown): Positions | undefined {
+  if (c === null || typeof c !== 'object') return undefined;
+  const o = c as Partial<TapCursor>;
+  if (o.v !== 1 || typeof o.collected_to !== 'string' || typeof o.settled_to !== 'string') return undefined;
+  const collectedTo = parseTimestampMs(o.collected_to);
+  const settledTo = parseTimestampMs(o.settled_to);
+  if (collectedTo === undefined || settledTo === undefined) return undefined;
+  return { collectedTo: floorSec(collectedTo), settledTo: floorSec(Math.min(settledTo, collectedTo)) };
+}
+
+/** Statistics of one pull cycle (one window), logged once all its batches are committed. */
+class Cycle {
+  readonly #started: number;
+  readonly #requests: number;
+  #pending = 0;
+  #received = 0;
+  #duplicates = 0;
+  #sent = 0;
+  #rejected = 0;
+
+  constructor(
+    readonly pullingId: number,
+    readonly window: Window,
+    started: number,
+    requests: number,
+    readonly finish: (c: Cycle) => void,
+  ) {
+    this.#started = started;
+    this.#requests = requests;
+  }
+
+  expect(): (o: BatchOutcome) => void {
+    this.#pending++;
+    return (o) => {
+      this.#received += o.received;
+      this.#duplicates += o.duplicates;
+      this.#sent += o.sent;
+      this.#rejected += o.deadLettered;
+      if (--this.#pending === 0) this.finish(this);
+    };
+  }
+
+  stats(now: number) {
+    const secs = Math.max(0.001, (now - this.#started) / 1000);
+    return {
+      requests: this.#requests,
+      received: this.#received,
+      duplicates: this.#duplicates,
+      sent: this.#sent,
+      dead_lettered: this.#rejected,
+      events_per_second: Math.round((this.#sent / secs) * 10) / 10,
+    };
+  }
+}
+
+export class TapSource implements Source<TapCursor> {
+  readonly type = 'proofpoint_tap' as const;
+  readonly id: string;
+  readonly services: readonly ServiceSpec[];
+  readonly #cfg: TapInputConfig;
+  readonly #names: TapServiceName[];
+  readonly #dispatcher?: Dispatcher;
+  #lastPullingId = 0;
+
+  constructor(cfg: TapInputConfig, opts: TapSourceOptions = {}) {
+    this.#cfg = cfg;
+    this.id = cfg.id;
+    this.#names = enabledServices(cfg);
+    this.#dispatcher = opts.dispatcher;
+    this.services = this.#names.map((name) => ({
+      name,
+      tag: cfg.services[name]?.override_tag_base ?? TAP_DEFAULT_TAGS[name],
+      dedupMaxAgeMs: cfg.dedup_window_secs * 1000,
+      startTime: cfg.services[name]?.start_time_in_utc,
+    }));
+  }
+
+  /** The endpoint this input queries: `/all` for two or more services. */
+  get path(): string {
+    return this.#names.length >= 2 ? TAP_PATHS.all : TAP_PATHS[this.#names[0]!];
+  }
+
+  run(ctx: SourceContext): AsyncIterable<Batch<TapCursor>> {
+    return this.#run(ctx);
+  }
+
+  async *#run(ctx: SourceContext): AsyncGenerator<Batch<TapCursor>> {
+    const cfg = this.#cfg;
+    const { clock, signal } = ctx;
+    const log = ctx.logger.child({ input: this.id, source: 'proofpoint_tap' });
+    const names = this.#names;
+    const path = this.path;
+    const pool = poolOf(path);
+
+    try {
+      assertStartTimes(cfg, clock.now());
+    } catch (err) {
+      for (const s of names) ctx.health.set(s, 'failed', (err as Error).message);
+      throw err;
+    }
+
+    const budget = new RateBudget({
+      log: ctx.requestLog,
+      clock,
+      logger: log,
+      limit: cfg.max_requests_per_day,
+      throttleInitialMs: cfg.throttle_backoff_initial_secs * 1000,
+      throttleMaxMs: cfg.throttle_backoff_max_secs * 1000,
+    });
+    await budget.load(TAP_POOLS);
+
+    const positions = new Map<TapServiceName, Positions>();
+    const firstStart = clock.now();
+    for (const svc of names) {
+      const start = this.#startOf(svc, firstStart);
+      if (ctx.resetServices.has(svc)) {
+        log.warn(
+          { service: svc, start_time: formatUtc(start) },
+          `TAP ${svc}: start_time_in_utc changed, so its cursor and de-dup state were reset; collecting again from ${formatUtc(start)}`,
+        );
+      }
+      const stored = await ctx.cursor<unknown>(svc);
+      let pos = stored === undefined ? undefined : fromCursor(stored);
+      if (stored !== undefined && pos === undefined) {
+        log.warn({ service: svc, cursor: stored }, `TAP ${svc}: stored cursor is not understood; starting from ${formatUtc(start)}`);
+      }
+      pos ??= { collectedTo: start, settledTo: start };
+      positions.set(svc, pos);
+      ctx.health.set(svc, 'starting');
+      log.info(
+        { service: svc, collected_to: formatUtc(pos.collectedTo), settled_to: formatUtc(pos.settledTo), endpoint: path, pool },
+        `TAP ${svc}: collecting from ${formatUtc(pos.collectedTo)} through ${path}`,
+      );
+    }
+
+    const client = new TapClient({
+      baseUrl: cfg.override_url_base ?? TAP_DEFAULT_URL_BASE,
+      username: cfg.credentials.username,
+      password: cfg.credentials.password,
+      threatStatus: threatStatusParams(cfg),
+      threatType: cfg.threat_type ?? [],
+      timeoutMs: cfg.request_timeout_secs * 1000,
+      dispatcher: this.#dispatcher,
+      input: this.id,
+    });
+    const retry = new Backoff({ minMs: cfg.retry_initial_ms, maxMs: cfg.retry_max_secs * 1000 });
+    const periodMs = Math.min(...names.map((s) => (cfg.services[s]?.request_period_in_seconds ?? 60) * 1000));
+    let marginMs = LOOKBACK_MARGIN_MS;
+    let extraLagMs = 0;
+    const windowOptions = (): WindowOptions => ({
+      lagMs: cfg.window_lag_secs * 1000 + extraLagMs,
+      periodMs,
+      settleEnabled: cfg.settle_requery_enabled,
+      settleDelayMs: cfg.settle_delay_secs * 1000,
+      settleWindowMs: cfg.settle_window_secs * 1000,
+    });
+    const setHealth = (status: 'ok' | 'degraded', reason?: string) => {
+      for (const s of names) ctx.health.set(s, status, reason);
+    };
+    /** Sleeps on the injected clock; false when shutdown interrupted it. */
+    const pause = async (ms: number): Promise<boolean> => {
+      try {
+        await clock.sleep(ms, signal);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    /** The next window, after moving positions older than the API's 7 days up to its limit. */
+    const planAt = (now: number) => {
+      this.#clamp(positions, now, marginMs, log);
+      return planNext(minPositions([...positions.values()]), now, windowOptions());
+    };
+
+    /** Requests made for the window being fetched, retries included (for the cycle's statistics). */
+    let attempts = 0;
+    let firstAttemptAt: number | undefined;
+    try {
+      while (!signal.aborted) {
+        const plan = planAt(clock.now());
+        if ('waitUntil' in plan) {
+          if (!(await pause(plan.waitUntil - clock.now()))) return;
+          continue;
+        }
+        try {
+          await budget.acquire(pool, signal);
+        } catch {
+          return; // shutdown while waiting for the budget
+        }
+        // The budget may have made us wait: plan again with the time the request is really sent.
+        const sentAt = clock.now();
+        const ready = planAt(sentAt);
+        if ('waitUntil' in ready) continue;
+        const w = ready.window;
+        const problem = windowProblem(w, sentAt);
+        if (problem !== undefined) {
+          throw new Error(`TAP window ${formatInterval(w)} would be refused (${problem}); this is a bug in the window planner`);
+        }
+        attempts++;
+        firstAttemptAt ??= sentAt;
+        let answer: WindowAnswer;
+        try {
+          answer = await client.fetchWindow(path, w, signal);
+        } catch (err) {
+          if (signal.aborted) return;
+          if (err instanceof CredentialsError) {
+            log.error({ err: { code: err.code, message: err.message } }, `${err.message}; input ${this.id} is stopped (error ${err.code}), other inputs go on`);
+            for (const s of names) ctx.health.set(s, 'failed', `error ${err.code}: ${err.message}`);
+            throw err;
+          }
+          if (err instanceof TapBadRequestError && err.refusal === 'too_far_in_past') {
+            marginMs = Math.min(MARGIN_CAP_MS, marginMs + MARGIN_STEP_MS);
+            log.warn(
+              { window: formatInterval(w), margin_minutes: marginMs / 60_000 },
+              `TAP refused ${formatInterval(w)} as too far into the past (the API keeps 7 days); moving the window start forward`,
+            );
+            continue;
+          }
+          if (err instanceof TapBadRequestError && err.refusal === 'still_current') {
+            extraLagMs = Math.min(EXTRA_LAG_CAP_MS, extraLagMs + EXTRA_LAG_STEP_MS);
+            const waitMs = cfg.window_lag_secs * 1000 + extraLagMs;
+            log.warn(
+              { window: formatInterval(w), lag_secs: (cfg.window_lag_secs * 1000 + extraLagMs) / 1000 },
+              `TAP says ${formatInterval(w)} is still current (its clock is behind ours); waiting ${waitMs / 1000} s and keeping windows further behind`,
+            );
+            if (!(await pause(waitMs))) return;
+            continue;
+          }
+          if (err instanceof TapThrottledError) {
+            const until = budget.throttled(pool);
+            log.warn(
+              { pool, window: formatInterval(w), next_request_at: formatUtc(until) },
+              `TAP answered 429 for pool ${pool} (its 24 h budget is spent, maybe by another client of the same credential); next request at ${formatUtc(until)}`,
+            );
+            setHealth('degraded', `HTTP 429, pool ${pool} throttled until ${formatUtc(until)}`);
+            continue;
+          }
+          if (err instanceof VendorHttpError || err instanceof VendorRequestError) {
+            const waitMs = retry.next();
+            log.warn(
+              { err: { code: err.code, message: err.message }, retry_in_ms: waitMs, attempt: retry.attempt },
+              `${err.message} (error ${err.code}); retrying in ${Math.round(waitMs / 1000)} s`,
+            );
+            setHealth('degraded', `error ${err.code}: ${err.message}`);
+            if (!(await pause(waitMs))) return;
+            continue;
+          }
+          throw err;
+        }
+        retry.reset();
+        budget.succeeded(pool);
+        setHealth('ok');
+
+        const cycle = new Cycle(this.#nextPullingId(sentAt), w, firstAttemptAt, attempts, (c) =>
+          this.#logCycle(c, log, clock.now(), budget),
+        );
+        attempts = 0;
+        firstAttemptAt = undefined;
+        yield* this.#batches(w, sentAt, answer, positions, cycle, clock.now(), log);
+      }
+    } finally {
+      await client.close();
+    }
+  }
+
+  /**
+   * Routes a window's arrays to their services and yields their batches. A service whose positions
+   * are already past the window gets nothing (its events there are settled and delivered).
+   */
+  *#batches(
+    w: Window,
+    sentAt: number,
+    answer: WindowAnswer,
+    positions: Map<TapServiceName, Positions>,
+    cycle: Cycle,
+    receivedAt: number,
+    log: Logger,
+  ): Generator<Batch<TapCursor>> {
+    const cfg = this.#cfg;
+    const max = cfg.max_events_per_batch;
+    const out: Array<{ svc: TapServiceName; elements: unknown[]; cursor: TapCursor }> = [];
+    for (const svc of this.#names) {
+      const pos = positions.get(svc)!;
+      if (!windowConcerns(pos, w)) continue;
+      const next = advance(pos, w, sentAt, {
+        settleEnabled: cfg.settle_requery_enabled,
+        settleDelayMs: cfg.settle_delay_secs * 1000,
+      });
+      positions.set(svc, next);
+      out.push({ svc, elements: answer.arrays[svc] ?? [], cursor: toCursor(next) });
+    }
+    if (out.length === 0) {
+      log.debug({ window: formatInterval(w) }, 'TAP window concerned no service');
+      return;
+    }
+    // Register every batch before the first is yielded: the cycle is complete only when all are.
+    const plans = out.map((o) => {
+      const parts = Math.max(1, Math.ceil(o.elements.length / max));
+      return { ...o, parts, done: Array.from({ length: parts }, () => cycle.expect()) };
+    });
+    for (const p of plans) {
+      for (let i = 0; i < p.parts; i++) {
+        const events: SourceEvent[] = [];
+        const rejected: RejectedInput[] = [];
+        for (const el of p.elements.slice(i * max, (i + 1) * max)) {
+          const built = buildEvent(p.svc, el, receivedAt);
+          if ('event' in built) events.push(built.event);
+          else rejected.push(built.rejected);
+        }
+        const last = i === p.parts - 1;
+        yield {
+          service: p.svc,
+          pullingId: cycle.pullingId,
+          events,
+          ...(last ? { cursor: p.cursor } : {}),
+          ...(rejected.length > 0 ? { rejected } : {}),
+          onCommitted: p.done[i],
+        };
+      }
+    }
+  }
+
+  #startOf(svc: TapServiceName, now: number): number {
+    const text = this.#cfg.services[svc]?.start_time_in_utc;
+    const at = text === undefined ? undefined : parseTimestampMs(text);
+    return floorSec(at ?? now - HOUR_MS);
+  }
+
+  /**
+   * The API keeps 7 days: older positions move up to its limit, with a warning naming what is lost.
+   * They move to `margin` inside the limit but only once they are within `margin − 4 min` of it, so
+   * a backfill that starts at the limit is not nibbled a second at a time while it walks.
+   */
+  #clamp(positions: Map<TapServiceName, Positions>, now: number, marginMs: number, log: Logger): void {
+    const trigger = oldestAllowedStart(now, Math.max(60_000, marginMs - 4 * 60_000));
+    const oldest = oldestAllowedStart(now, marginMs);
+    for (const [svc, pos] of positions) {
+      if (pos.collectedTo < trigger) {
+        log.warn(
+          { service: svc, skipped_from: formatUtc(pos.collectedTo), skipped_to: formatUtc(oldest) },
+          `TAP ${svc}: data older than 7 days cannot be fetched (the API accepts requests up to 7.00d back); ` +
+            `events from ${formatUtc(pos.collectedTo)} to ${formatUtc(oldest)} are skipped`,
+        );
+        positions.set(svc, { collectedTo: oldest, settledTo: oldest });
+      } else if (pos.settledTo < trigger) {
+        log.warn(
+          { service: svc, unsettled_from: formatUtc(pos.settledTo), unsettled_to: formatUtc(oldest) },
+          `TAP ${svc}: time from ${formatUtc(pos.settledTo)} to ${formatUtc(oldest)} is now older than 7 days and cannot be re-queried for late-indexed events`,
+        );
+        positions.set(svc, { collectedTo: pos.collectedTo, settledTo: oldest });
+      }
+    }
+  }
+
+  #nextPullingId(now: number): number {
+    this.#lastPullingId = Math.max(this.#lastPullingId + 1, now);
+    return this.#lastPullingId;
+  }
+
+  #logCycle(c: Cycle, log: Logger, now: number, budget: RateBudget): void {
+    const left: Record<string, number> = {};
+    for (const p of TAP_POOLS) left[p] = budget.remaining(p as TapPool);
+    const s = c.stats(now);
+    log.info(
+      {
+        pulling_id: c.pullingId,
+        kind: c.window.kind,
+        from: formatUtc(c.window.start),
+        to: formatUtc(c.window.end),
+        ...s,
+        requests_left: left,
+      },
+      `TAP pull ${c.pullingId} (${c.window.kind}) ${formatUtc(c.window.start)} -> ${formatUtc(c.window.end)}: ` +
+        `${s.requests} request(s), ${s.received} received, ${s.duplicates} duplicates filtered, ${s.sent} sent, ` +
+        `${s.events_per_second} events/s; requests left: shared ${left['shared']}, clicksPermitted ${left['clicksPermitted']}`,
+    );
+  }
+}
