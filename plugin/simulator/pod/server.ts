@@ -1,0 +1,437 @@
+/**
+ * A PoD log stream on loopback (design.md §8, issue 4), with the behaviours the real service is
+ * documented or reported to have (proofpoint-pod.md §0–1):
+ *
+ * - `GET /v1/stream?cid=&type=[&sinceTime=&toTime=]` upgraded to a WebSocket; `Authorization:
+ *   Bearer <key>` and `cid` checked (401), `type` and times validated (400), other paths 404,
+ *   other methods 405, a second session of the same token and type 409 with the vendor's text.
+ * - Live mode streams events as they happen. When a live session ends and the next one comes
+ *   within the resume window (one hour), it resumes where the previous one ended (optionally a
+ *   few events earlier, repeating them); after a longer gap only the last hour is served.
+ * - Archive mode (`sinceTime`): `sinceTime` floored and `toTime` ceiled to the hour in the
+ *   offset they are written in, data only up to now minus the staleness (30 minutes), at most
+ *   30 days back; the window is sent (unsorted as stored) and the session closed.
+ * - On demand: unsorted `ts`, repeated events, frames over 1 MiB, malformed frames, drops of the
+ *   TCP connection without a close frame, 409s on the first attempts, unanswered pings.
+ * Writing stops while a session's socket holds more than `highWaterBytes`, so a client that
+ * stops reading holds the simulator back through TCP, as it would the real server.
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import { once } from 'node:events';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { parseTimestamp } from '../../util/time.ts';
+import { hash32, PodEventLog, POD_STREAM_TYPES, type GeneratedEvent, type PodStreamType } from './events.ts';
+import { MALFORMED_KINDS, type PodScenario } from './scenario.ts';
+
+const HOUR = 3600_000;
+export const CONFLICT_BODY = 'Exceeded maximum number of sessions per token\r\n';
+export const AUTH_FAILED_BODY = 'Error: Authentication failed.';
+/** Real timers pace the sockets: how often an idle or held-back session looks again. */
+const POLL_MS = 5;
+/** Frames written per turn of the event loop before yielding. */
+const FRAMES_PER_TURN = 256;
+/** A repeated event is sent again this many events after the first time. */
+const DUPLICATE_DISTANCE = 3;
+
+export interface SessionRecord {
+  id: number;
+  type: string;
+  mode: 'live' | 'archive' | 'refused';
+  /** 101 for an accepted session, else the refusal status. */
+  status: number;
+  body?: string;
+  sinceTime?: string;
+  toTime?: string;
+  /** Archive: the window served, after rounding, staleness and the 30-day limit (ms). */
+  windowFrom?: number;
+  windowTo?: number;
+  startedAt: number;
+  endedAt?: number;
+  /** Sessions of this token and type open when this one was asked for, this one included. */
+  concurrent: number;
+  /** Live: events [firstSeq, nextSeq) were sent. Archive: seqs scanned so far. */
+  firstSeq?: number;
+  nextSeq?: number;
+  framesSent: number;
+  eventsSent: number;
+  bytesSent: number;
+  duplicatesSent: number;
+  malformedSent: number;
+  end?: 'server_close' | 'client_close' | 'drop';
+}
+
+interface OpenSession {
+  rec: SessionRecord;
+  type: PodStreamType;
+  ws: WebSocket;
+  socket: net.Socket;
+  token: string;
+  pos: number;
+  timer?: NodeJS.Timeout;
+  immediate?: NodeJS.Immediate;
+  closed: boolean;
+}
+
+export interface SimulatorStats {
+  framesSent: number;
+  eventsSent: number;
+  bytesSent: number;
+  duplicatesSent: number;
+  malformedSent: number;
+  drops: number;
+  refused: Record<number, number>;
+}
+
+export class PodSimulatorServer {
+  readonly scenario: PodScenario;
+  readonly log: PodEventLog;
+  readonly sessions: SessionRecord[] = [];
+  readonly stats: SimulatorStats = { framesSent: 0, eventsSent: 0, bytesSent: 0, duplicatesSent: 0, malformedSent: 0, drops: 0, refused: {} };
+  readonly #http: http.Server;
+  readonly #wss: WebSocketServer;
+  readonly #open = new Set<OpenSession>();
+  /** Per token+type: where the next live session resumes and when the last one ended. */
+  readonly #resume = new Map<string, { seq: number; at: number }>();
+  readonly #attempts = new Map<string, number>();
+  #nextId = 1;
+  #malformedTurn = 0;
+
+  constructor(scenario: PodScenario) {
+    this.scenario = scenario;
+    const rate = Object.fromEntries(POD_STREAM_TYPES.map((t) => [t, typeof scenario.rate === 'number' ? scenario.rate : scenario.rate[t] ?? 0])) as Record<PodStreamType, number>;
+    const maxEvents =
+      scenario.maxEvents === undefined
+        ? undefined
+        : typeof scenario.maxEvents === 'number'
+          ? Object.fromEntries(POD_STREAM_TYPES.map((t) => [t, scenario.maxEvents as number]))
+          : scenario.maxEvents;
+    this.log = new PodEventLog({
+      seed: scenario.seed,
+      origin: scenario.origin ?? scenario.clock.now() - scenario.historyMs,
+      rate,
+      maxEvents,
+      unsortedFraction: scenario.unsortedFraction,
+      unsortedMs: scenario.unsortedMs,
+      largeEvery: scenario.largeEvery,
+      largeFrameBytes: scenario.largeFrameBytes,
+    });
+    this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: scenario.perMessageDeflate, autoPong: false, maxPayload: 1_048_576 });
+    this.#http = http.createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname !== '/v1/stream') return plain(res, 404, 'Not Found');
+      if (req.method !== 'GET') return plain(res, 405, 'Method Not Allowed');
+      plain(res, 404, 'Invalid URL or protocol (http/https not supported)');
+    });
+    this.#http.on('upgrade', (req, socket: net.Socket, head) => this.#upgrade(req, socket, head));
+  }
+
+  async listen(port: number): Promise<number> {
+    this.#http.listen(port, '127.0.0.1');
+    await once(this.#http, 'listening');
+    return (this.#http.address() as net.AddressInfo).port;
+  }
+
+  openSessions(type?: string): number {
+    let n = 0;
+    for (const s of this.#open) if (type === undefined || s.type === type) n++;
+    return n;
+  }
+
+  /** Drops open sessions (of a type, or all) without a close frame; returns how many. */
+  drop(type?: string, how: 'fin' | 'rst' = this.scenario.dropHow): number {
+    let n = 0;
+    for (const s of [...this.#open]) {
+      if (type !== undefined && s.type !== type) continue;
+      this.#drop(s, how);
+      n++;
+    }
+    return n;
+  }
+
+  /** Sends a raw frame to the open sessions of a type; returns how many got it. */
+  sendRaw(type: string, text: string): number {
+    let n = 0;
+    for (const s of this.#open) {
+      if (s.type !== type || s.closed) continue;
+      this.#send(s, text);
+      n++;
+    }
+    return n;
+  }
+
+  /** Every event key a type's sessions have sent (written to the socket), repeats counted once. */
+  servedKeys(type: PodStreamType): Set<string> {
+    const keys = new Set<string>();
+    for (const r of this.sessions) {
+      if (r.type !== type || r.status !== 101 || r.firstSeq === undefined || r.nextSeq === undefined) continue;
+      for (let seq = r.firstSeq; seq < r.nextSeq; seq++) {
+        const e = this.log.event(type, seq);
+        if (r.mode === 'archive' && (e.tsMs < r.windowFrom! || e.tsMs >= r.windowTo!)) continue;
+        keys.add(e.key);
+      }
+    }
+    return keys;
+  }
+
+  async close(): Promise<void> {
+    for (const s of [...this.#open]) {
+      s.closed = true;
+      clearTimeout(s.timer);
+      if (s.immediate) clearImmediate(s.immediate);
+      s.socket.destroy();
+    }
+    this.#wss.close();
+    this.#http.closeAllConnections();
+    await new Promise<void>((r) => this.#http.close(() => r()));
+  }
+
+  #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    const now = this.scenario.clock.now();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const type = url.searchParams.get('type') ?? '';
+    const token = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '');
+    const slot = `${token}\u0000${type}`;
+    const rec: SessionRecord = {
+      id: this.#nextId++,
+      type,
+      mode: 'refused',
+      status: 0,
+      sinceTime: url.searchParams.get('sinceTime') ?? undefined,
+      toTime: url.searchParams.get('toTime') ?? undefined,
+      startedAt: now,
+      concurrent: 0,
+      framesSent: 0,
+      eventsSent: 0,
+      bytesSent: 0,
+      duplicatesSent: 0,
+      malformedSent: 0,
+    };
+    this.sessions.push(rec);
+    const refuse = (status: number, body: string, contentType = 'text/plain;charset=iso-8859-1') => {
+      rec.status = status;
+      rec.body = body;
+      rec.endedAt = now;
+      this.stats.refused[status] = (this.stats.refused[status] ?? 0) + 1;
+      const payload = Buffer.from(body, 'latin1');
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: ${contentType}\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n\r\n${body}`,
+        'latin1',
+      );
+    };
+    if (url.pathname !== '/v1/stream') return refuse(404, 'Invalid URL or protocol (http/https not supported)');
+    if (req.method !== 'GET') return refuse(405, 'Method Not Allowed');
+    if (req.headers.authorization === undefined || req.headers.authorization !== `Bearer ${this.scenario.apiKey}`) return refuse(401, AUTH_FAILED_BODY);
+    const cid = url.searchParams.get('cid');
+    if (!cid || !type) return refuse(400, 'Missing or empty cid or type');
+    if (cid !== this.scenario.clusterId) return refuse(401, AUTH_FAILED_BODY);
+    if (!(POD_STREAM_TYPES as readonly string[]).includes(type)) return refuse(400, `Invalid type: ${type}`);
+    const streamType = type as PodStreamType;
+
+    let window: { from: number; to: number } | undefined;
+    if (rec.sinceTime !== undefined || rec.toTime !== undefined) {
+      const since = rec.sinceTime === undefined ? undefined : parseTimestamp(rec.sinceTime);
+      const to = rec.toTime === undefined ? undefined : parseTimestamp(rec.toTime);
+      if (rec.sinceTime === undefined) return refuse(400, 'toTime requires sinceTime');
+      if (!since) return refuse(400, `Invalid sinceTime: ${rec.sinceTime}`);
+      if (rec.toTime !== undefined && !to) return refuse(400, `Invalid toTime: ${rec.toTime}`);
+      const sinceMs = since.sec * 1000 + since.nsec / 1e6;
+      const toMs = to ? to.sec * 1000 + to.nsec / 1e6 : undefined;
+      if (toMs !== undefined && toMs <= sinceMs) return refuse(400, 'Invalid toTime: not after sinceTime');
+      const from = Math.max(floorHour(sinceMs, offsetOf(rec.sinceTime)), floorHour(now - this.scenario.archiveMaxAgeMs, 0) + HOUR);
+      const end = Math.min(toMs === undefined ? Infinity : ceilHour(toMs, offsetOf(rec.toTime!)), now - this.scenario.archiveStalenessMs);
+      window = { from, to: Math.max(from, end) };
+    }
+    const mode = window ? 'archive' : 'live';
+
+    const attempts = (this.#attempts.get(streamType) ?? 0) + 1;
+    this.#attempts.set(streamType, attempts);
+    const holders = [...this.#open].filter((s) => s.token === token && s.type === streamType && (s.rec.mode === 'live' || this.scenario.archiveCountsAsSession));
+    rec.concurrent = holders.length + 1;
+    if (attempts <= this.scenario.conflictFirstAttempts) return refuse(409, CONFLICT_BODY);
+    if (holders.length > 0 && (mode === 'live' || this.scenario.archiveCountsAsSession)) return refuse(409, CONFLICT_BODY);
+
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      rec.status = 101;
+      rec.mode = mode;
+      const s: OpenSession = { rec, type: streamType, ws, socket, token, pos: 0, closed: false };
+      this.#open.add(s);
+      ws.on('ping', (data) => {
+        if (!this.scenario.ignorePings) ws.pong(data);
+      });
+      ws.on('error', () => undefined);
+      ws.on('close', () => this.#ended(s, s.rec.end ?? 'client_close'));
+      if (window) {
+        rec.windowFrom = window.from;
+        rec.windowTo = window.to;
+        // Events whose ts falls in the window happened up to unsortedMs later than their ts.
+        s.pos = this.log.firstAtOrAfter(streamType, window.from);
+        rec.firstSeq = s.pos;
+        rec.nextSeq = s.pos;
+        this.#pumpArchive(s, window.from, window.to);
+      } else {
+        s.pos = this.#liveStart(slot, streamType, now);
+        rec.firstSeq = s.pos;
+        rec.nextSeq = s.pos;
+        this.#pumpLive(s);
+      }
+    });
+  }
+
+  #liveStart(slot: string, type: PodStreamType, now: number): number {
+    const r = this.#resume.get(slot);
+    if (r && now - r.at <= this.scenario.resumeWindowMs) return Math.max(0, r.seq - this.scenario.resumeOverlapEvents);
+    if (r) return this.log.firstAtOrAfter(type, now - this.scenario.resumeWindowMs);
+    return this.scenario.firstSessionFrom === 'origin' ? 0 : this.log.count(type, now);
+  }
+
+  #pumpLive(s: OpenSession): void {
+    const step = () => {
+      s.timer = undefined;
+      s.immediate = undefined;
+      if (s.closed) return;
+      const available = this.log.count(s.type, this.scenario.clock.now());
+      let n = 0;
+      while (s.pos < available && n < FRAMES_PER_TURN && s.ws.bufferedAmount < this.scenario.highWaterBytes) {
+        this.#sendEvent(s, s.pos);
+        s.pos++;
+        s.rec.nextSeq = s.pos;
+        n++;
+        if (this.scenario.dropAfterFrames > 0 && s.rec.framesSent >= this.scenario.dropAfterFrames) {
+          this.#drop(s, this.scenario.dropHow);
+          return;
+        }
+        if (s.closed) return;
+      }
+      const more = s.pos < available && s.ws.bufferedAmount < this.scenario.highWaterBytes;
+      if (more) s.immediate = setImmediate(step);
+      else s.timer = setTimeout(step, POLL_MS);
+    };
+    step();
+  }
+
+  #pumpArchive(s: OpenSession, from: number, to: number): void {
+    const o = this.log.options;
+    const now = this.scenario.clock.now();
+    const last = Math.min(this.log.firstAtOrAfter(s.type, to + o.unsortedMs + 1), this.log.count(s.type, now));
+    const step = () => {
+      s.timer = undefined;
+      s.immediate = undefined;
+      if (s.closed) return;
+      let n = 0;
+      while (s.pos < last && n < FRAMES_PER_TURN * 4 && s.ws.bufferedAmount < this.scenario.highWaterBytes) {
+        const e = this.log.event(s.type, s.pos);
+        if (e.tsMs >= from && e.tsMs < to) {
+          this.#sendEvent(s, s.pos, e);
+          n++;
+        }
+        s.pos++;
+        s.rec.nextSeq = s.pos;
+        if (s.closed) return;
+      }
+      if (s.pos >= last) {
+        if (this.scenario.archiveEnd === 'close') {
+          s.rec.end = 'server_close';
+          s.ws.close(1000, 'end of window');
+        }
+        return;
+      }
+      const more = s.ws.bufferedAmount < this.scenario.highWaterBytes;
+      if (more) s.immediate = setImmediate(step);
+      else s.timer = setTimeout(step, POLL_MS);
+    };
+    step();
+  }
+
+  #sendEvent(s: OpenSession, seq: number, e: GeneratedEvent = this.log.event(s.type, seq)): void {
+    this.#send(s, e.text);
+    s.rec.eventsSent++;
+    this.stats.eventsSent++;
+    const sc = this.scenario;
+    const earlier = seq - DUPLICATE_DISTANCE;
+    if (sc.duplicateEvery > 0 && earlier >= (s.rec.firstSeq ?? 0) && hash32(sc.seed, 77, earlier, s.type.length) % sc.duplicateEvery === 0) {
+      const d = this.log.event(s.type, earlier);
+      if (s.rec.mode === 'live' || (d.tsMs >= s.rec.windowFrom! && d.tsMs < s.rec.windowTo!)) {
+        this.#send(s, d.text);
+        s.rec.duplicatesSent++;
+        this.stats.duplicatesSent++;
+      }
+    }
+    if (sc.malformedEvery > 0 && s.rec.eventsSent % sc.malformedEvery === 0) {
+      this.#send(s, this.#malformed(s.type, e));
+      s.rec.malformedSent++;
+      this.stats.malformedSent++;
+    }
+  }
+
+  #malformed(type: PodStreamType, e: GeneratedEvent): string {
+    const kind = MALFORMED_KINDS[this.#malformedTurn++ % MALFORMED_KINDS.length]!;
+    const idField = type === 'maillog' ? 'id' : 'guid';
+    switch (kind) {
+      case 'not_json':
+        return `<html>502 Bad Gateway ${e.seq}</html>`;
+      case 'array':
+        return JSON.stringify([{ [idField]: `bad-${e.key}`, ts: e.ts }]);
+      case 'no_id':
+        return JSON.stringify({ ts: e.ts, note: 'no identity' });
+      case 'bad_ts':
+        return JSON.stringify({ [idField]: `bad-${e.key}`, ts: 'yesterday at noon' });
+      case 'no_ts':
+        return JSON.stringify({ [idField]: `bad-${e.key}` });
+      case 'truncated':
+        return e.text.slice(0, Math.floor(e.text.length / 2));
+    }
+  }
+
+  #send(s: OpenSession, text: string): void {
+    s.ws.send(text);
+    s.rec.framesSent++;
+    s.rec.bytesSent += Buffer.byteLength(text);
+    this.stats.framesSent++;
+    this.stats.bytesSent += text.length;
+  }
+
+  #drop(s: OpenSession, how: 'fin' | 'rst'): void {
+    if (s.closed) return;
+    s.rec.end = 'drop';
+    this.stats.drops++;
+    this.#ended(s, 'drop');
+    if (how === 'rst') s.socket.resetAndDestroy();
+    else {
+      // FIN after what was written; no WebSocket close frame. Cut it for good if the peer lingers.
+      s.socket.end();
+      setTimeout(() => s.socket.destroy(), 1000).unref();
+    }
+  }
+
+  #ended(s: OpenSession, end: NonNullable<SessionRecord['end']>): void {
+    if (s.closed) return;
+    s.closed = true;
+    clearTimeout(s.timer);
+    if (s.immediate) clearImmediate(s.immediate);
+    this.#open.delete(s);
+    s.rec.end = end;
+    s.rec.endedAt = this.scenario.clock.now();
+    if (s.rec.mode === 'live') this.#resume.set(`${s.token}\u0000${s.type}`, { seq: s.pos, at: s.rec.endedAt });
+  }
+}
+
+function plain(res: http.ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain;charset=iso-8859-1', connection: 'close' });
+  res.end(body);
+}
+
+export function floorHour(ms: number, offsetMin: number): number {
+  const off = offsetMin * 60_000;
+  return Math.floor((ms + off) / HOUR) * HOUR - off;
+}
+
+export function ceilHour(ms: number, offsetMin: number): number {
+  const off = offsetMin * 60_000;
+  return Math.ceil((ms + off) / HOUR) * HOUR - off;
+}
+
+function offsetOf(text: string): number {
+  const m = /([+-])(\d{2}):?(\d{2})$/.exec(text.trim());
+  return m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
+}

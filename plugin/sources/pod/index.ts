@@ -1,0 +1,94 @@
+/**
+ * Input `proofpoint_on_demand` (issue 4): the source factory and the checks
+ * `proofpoint-sidecar check` runs on its config. The rest of the sidecar imports the PoD source
+ * only from here.
+ */
+import type { ClientOptions } from 'ws';
+import type { Source } from '../source.ts';
+import { systemClock, type Clock } from '../../util/clock.ts';
+import { formatUtc, parseTimestampMs } from '../../util/time.ts';
+import { POD_ARCHIVE_MAX_AGE_MS, POD_LIVE_RESUME_MS, type PodInputConfig } from './config.ts';
+import type { PodCursor } from './cursor.ts';
+import { PodStartTimeError } from './errors.ts';
+import { proxyFor } from './proxy.ts';
+import { enabledPodServices, podEndpoint, PodSource } from './source.ts';
+
+export { PodSource, enabledPodServices } from './source.ts';
+export type { PodCursor } from './cursor.ts';
+export { PodCredentialsError, PodSessionConflictError, PodStartTimeError, PodSessionError } from './errors.ts';
+export { POD_SERVICES, POD_DEFAULT_TAGS, podInputSchema, type PodInputConfig, type PodServiceName } from './config.ts';
+
+export interface CreatePodSourceOptions {
+  /** Extra ws client options (tests: a CA for wss://). Auth, limits and TLS verification stay ours. */
+  wsOptions?: ClientOptions;
+  /** The clock that decides whether a start time is in the future (default: the system clock). */
+  clock?: Clock;
+  /** Environment for HTTPS_PROXY / NO_PROXY (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Throws PodStartTimeError (101) when a service's `start_time` is unparsable or in the future. */
+export function assertPodStartTimes(cfg: PodInputConfig, now: number): void {
+  for (const svc of enabledPodServices(cfg)) {
+    const text = cfg.services[svc]?.start_time;
+    if (text === undefined) continue;
+    const at = parseTimestampMs(text);
+    if (at === undefined) throw new PodStartTimeError(`inputs.proofpoint_on_demand.services.${svc}.start_time: "${text}" is not a timestamp`);
+    if (at > now) {
+      throw new PodStartTimeError(`inputs.proofpoint_on_demand.services.${svc}.start_time: ${text} is in the future (now is ${formatUtc(now)})`);
+    }
+  }
+}
+
+/**
+ * Builds the source: one WebSocket session per configured service. Throws PodStartTimeError
+ * (101) for a start time in the future, as the Devo collector refuses it at config time.
+ */
+export function createPodSource(cfg: PodInputConfig, opts: CreatePodSourceOptions = {}): Source<PodCursor> {
+  assertPodStartTimes(cfg, (opts.clock ?? systemClock).now());
+  const proxy = proxyFor(podEndpoint(cfg), opts.env ?? process.env);
+  return new PodSource(cfg, { wsOptions: opts.wsOptions, agent: proxy?.agent });
+}
+
+/**
+ * Warnings for `check`: what the config will do that an operator may not expect. Keys are named
+ * relative to `inputs.proofpoint_on_demand` (the caller prefixes it). Throws PodStartTimeError
+ * (101) for a start time in the future.
+ */
+export function checkPodConfig(cfg: PodInputConfig, now: number = Date.now(), env: NodeJS.ProcessEnv = process.env): string[] {
+  assertPodStartTimes(cfg, now);
+  const warnings: string[] = [];
+  const names = enabledPodServices(cfg);
+  if (names.length === 0) warnings.push('no services configured: add services.message, services.maillog and/or services.audit');
+  for (const svc of names) {
+    const s = cfg.services[svc]!;
+    const start = s.start_time === undefined ? undefined : parseTimestampMs(s.start_time);
+    if (start !== undefined && start < now - POD_ARCHIVE_MAX_AGE_MS) {
+      warnings.push(
+        `services.${svc}.start_time (${s.start_time}) is more than 30 days back: archive mode serves 30 days, ` +
+          `so events before ${formatUtc(now - POD_ARCHIVE_MAX_AGE_MS)} cannot be replayed`,
+      );
+    }
+    if (s.request_period_in_seconds * 1000 >= POD_LIVE_RESUME_MS - cfg.archive_threshold_secs * 1000) {
+      warnings.push(
+        `services.${svc}.request_period_in_seconds (${s.request_period_in_seconds}) is so long that a reconnect may miss the server's one-hour live resume; every drop would then be replayed in archive mode`,
+      );
+    }
+  }
+  const endpoint = podEndpoint(cfg);
+  if (endpoint.protocol === 'ws:') warnings.push(`override_url_base (${cfg.override_url_base}) is not TLS: the api_key would travel in clear text`);
+  if (cfg.archive_staleness_secs >= cfg.archive_threshold_secs) {
+    warnings.push(
+      `archive_staleness_secs (${cfg.archive_staleness_secs}) is not below archive_threshold_secs (${cfg.archive_threshold_secs}): a replay after an outage could never catch up with the live session`,
+    );
+  }
+  if (cfg.ping_interval_secs + cfg.pong_timeout_secs > 300) {
+    warnings.push(`ping_interval_secs + pong_timeout_secs (${cfg.ping_interval_secs + cfg.pong_timeout_secs}) exceed 300 s, beyond reported server idle timeouts`);
+  }
+  if (cfg.max_frame_bytes < 8 * 1_048_576) {
+    warnings.push(`max_frame_bytes (${cfg.max_frame_bytes}) is small: PoD message events with attachments exceed 1 MiB, and a larger frame ends the session`);
+  }
+  const proxy = proxyFor(endpoint, env);
+  if (proxy) warnings.push(`connections go through the proxy ${proxy.display} (HTTPS_PROXY/NO_PROXY)`);
+  return warnings;
+}

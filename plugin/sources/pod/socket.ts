@@ -1,0 +1,234 @@
+/**
+ * One PoD WebSocket session: the handshake and its refusals, the client heartbeat, flow control
+ * and the end of the session (forward-and-devo.md §5 "ws", proofpoint-pod.md §1.1–1.4).
+ *
+ * - A refused upgrade arrives as `unexpected-response`: with a listener attached ws does not
+ *   abort by itself, so the body (e.g. the 409 text) is read, then the request is destroyed.
+ * - `maxPayload` is far above 1 MiB (peers silently lost larger frames); permessage-deflate is
+ *   offered; TLS is verified (no option here turns it off).
+ * - The server is not known to ping: the client pings every interval and ends the session when
+ *   neither a pong nor any frame arrives in time. Any frame counts as a sign of life, because a
+ *   pong queues behind a large frame on the same connection.
+ * - While paused (the pipeline has no room) the socket is not read, so pongs cannot be read
+ *   either: the heartbeat is suspended and TCP flow control holds the server back.
+ * - Ends are reported once, with whether the server's close frame was seen (1006 = the TCP
+ *   connection was dropped without one).
+ */
+import type http from 'node:http';
+import { WebSocket, type ClientOptions, type RawData } from 'ws';
+import type { Clock } from '../../util/clock.ts';
+import { VendorRequestError, type SidecarError } from '../../errors.ts';
+import { handshakeError, PodSessionError } from './errors.ts';
+
+/** Refusal bodies are short texts; more than this is not read. */
+const MAX_REFUSAL_BODY_BYTES = 64 * 1024;
+
+export interface OpenOptions {
+  url: URL;
+  apiKey: string;
+  service: string;
+  handshakeTimeoutMs: number;
+  maxFrameBytes: number;
+  perMessageDeflate: boolean;
+  closeTimeoutMs: number;
+  agent?: http.Agent;
+  /** Extra ws options (tests: TLS CA); cannot override auth, limits or TLS verification. */
+  wsOptions?: ClientOptions;
+  signal?: AbortSignal;
+}
+
+/** Opens the session; rejects with a SidecarError (handshake refusal, network) or the abort reason. */
+export function openSocket(o: OpenOptions): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    if (o.signal?.aborted) return reject(o.signal.reason);
+    const ws = new WebSocket(o.url, {
+      ...o.wsOptions,
+      headers: { ...o.wsOptions?.headers, Authorization: `Bearer ${o.apiKey}` },
+      handshakeTimeout: o.handshakeTimeoutMs,
+      maxPayload: o.maxFrameBytes,
+      perMessageDeflate: o.perMessageDeflate,
+      closeTimeout: o.closeTimeoutMs,
+      followRedirects: false,
+      autoPong: true,
+      ...(o.agent ? { agent: o.agent } : {}),
+    } as ClientOptions);
+    let settled = false;
+    const settle = (err: unknown, value?: WebSocket) => {
+      if (settled) return;
+      settled = true;
+      o.signal?.removeEventListener('abort', onAbort);
+      ws.removeListener('open', onOpen);
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const onAbort = () => {
+      ws.terminate();
+      settle(o.signal!.reason);
+    };
+    const onOpen = () => settle(null, ws);
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    ws.once('open', onOpen);
+    // Errors after the outcome is known (a destroyed refusal, a late reset) must not crash.
+    ws.on('error', (err) => settle(new VendorRequestError(`PoD ${o.service} connection to ${o.url.host} failed: ${err.message}`, err)));
+    ws.once('unexpected-response', (req, res) => {
+      const charset = /charset=([^;]+)/i.exec(String(res.headers['content-type'] ?? ''))?.[1]?.trim().toLowerCase();
+      const encoding: BufferEncoding = charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf8';
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = () => {
+        const body = Buffer.concat(chunks).toString(encoding);
+        req.destroy();
+        settle(handshakeError(o.service, res.statusCode ?? 0, body));
+      };
+      res.on('data', (c: Buffer) => {
+        if (size < MAX_REFUSAL_BODY_BYTES) chunks.push(c.subarray(0, MAX_REFUSAL_BODY_BYTES - size));
+        size += c.length;
+        if (size >= MAX_REFUSAL_BODY_BYTES) done();
+      });
+      res.once('end', done);
+      res.once('error', done);
+      res.once('aborted', done);
+    });
+  });
+}
+
+export interface SessionEnd {
+  /** WebSocket close code; 1006 when the connection dropped without a close frame. */
+  code: number;
+  reason: string;
+  /** The server's close frame was received (an orderly end). */
+  closeFrame: boolean;
+  /** Why the session failed, when it did (pong timeout, oversized frame, protocol error). */
+  error?: SidecarError;
+  /** We asked for the end (close() or terminate() from this side). */
+  byClient: boolean;
+}
+
+export interface SessionOptions {
+  clock: Clock;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  service: string;
+  maxFrameBytes: number;
+  onFrame(text: string, bytes: number): void;
+  /** Any sign of life (frame, pong), with the time it was seen. */
+  onContact(at: number): void;
+}
+
+export class PodSocket {
+  readonly #ws: WebSocket;
+  readonly #o: SessionOptions;
+  #cancelPing?: () => void;
+  #cancelPongWait?: () => void;
+  #cancelClose?: () => void;
+  #paused = false;
+  #ended = false;
+  #byClient = false;
+  #error?: SidecarError;
+  readonly ended: Promise<SessionEnd>;
+
+  constructor(ws: WebSocket, o: SessionOptions) {
+    this.#ws = ws;
+    this.#o = o;
+    let resolveEnded!: (e: SessionEnd) => void;
+    this.ended = new Promise((r) => (resolveEnded = r));
+    ws.on('message', (data: RawData, _isBinary: boolean) => {
+      // Frames are JSON text; a binary frame is decoded the same way rather than dropped.
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      this.#alive();
+      o.onFrame(buf.toString('utf8'), buf.length);
+    });
+    ws.on('pong', () => this.#alive());
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (this.#error) return;
+      this.#error =
+        err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+          ? new PodSessionError(
+              `PoD ${o.service} sent a frame larger than max_frame_bytes (${o.maxFrameBytes} bytes); the session was ended and the frame cannot be recovered from the server: raise max_frame_bytes`,
+              err,
+            )
+          : new PodSessionError(`PoD ${o.service} session failed: ${err.message}`, err);
+    });
+    ws.once('close', (code: number, reason: Buffer) => {
+      this.#ended = true;
+      this.#stopHeartbeat();
+      this.#cancelClose?.();
+      resolveEnded({ code, reason: reason.toString('utf8'), closeFrame: code !== 1006, error: this.#error, byClient: this.#byClient });
+    });
+    this.#schedulePing();
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Stops reading: TCP flow control holds the server back. The heartbeat waits too. */
+  pause(): void {
+    if (this.#paused || this.#ended) return;
+    this.#paused = true;
+    this.#stopHeartbeat();
+    this.#ws.pause();
+  }
+
+  resume(): void {
+    if (!this.#paused || this.#ended) return;
+    this.#paused = false;
+    this.#ws.resume();
+    this.#schedulePing();
+  }
+
+  /** Orderly end: our close frame, then the server's; the TCP connection is cut after the close timeout. */
+  close(code = 1000, reason = '', timeoutMs = 10_000): void {
+    if (this.#ended) return;
+    this.#byClient = true;
+    this.#stopHeartbeat();
+    // A paused socket would never read the server's close frame.
+    if (this.#paused) this.#ws.resume();
+    this.#ws.close(code, reason);
+    this.#cancelClose = this.#o.clock.setTimer(timeoutMs, () => this.#ws.terminate());
+  }
+
+  /** Cuts the connection (no close handshake), recording why. */
+  terminate(error?: SidecarError): void {
+    if (this.#ended) return;
+    if (error && !this.#error) this.#error = error;
+    if (!error) this.#byClient = true;
+    this.#stopHeartbeat();
+    this.#ws.terminate();
+  }
+
+  #alive(): void {
+    this.#o.onContact(this.#o.clock.now());
+    if (this.#cancelPongWait) {
+      this.#cancelPongWait();
+      this.#cancelPongWait = undefined;
+    }
+  }
+
+  #schedulePing(): void {
+    this.#cancelPing?.();
+    this.#cancelPing = this.#o.clock.setTimer(this.#o.pingIntervalMs, () => {
+      this.#cancelPing = undefined;
+      if (this.#ended || this.#paused) return;
+      if (!this.#cancelPongWait) {
+        this.#cancelPongWait = this.#o.clock.setTimer(this.#o.pongTimeoutMs, () => {
+          this.#cancelPongWait = undefined;
+          this.terminate(new PodSessionError(`PoD ${this.#o.service} session did not answer a ping within ${this.#o.pongTimeoutMs / 1000} s; reconnecting`));
+        });
+        try {
+          this.#ws.ping();
+        } catch {
+          // Closing already; the close event ends the session.
+        }
+      }
+      this.#schedulePing();
+    });
+  }
+
+  #stopHeartbeat(): void {
+    this.#cancelPing?.();
+    this.#cancelPing = undefined;
+    this.#cancelPongWait?.();
+    this.#cancelPongWait = undefined;
+  }
+}
