@@ -151,7 +151,7 @@ export class Pipeline {
       this.#runs.push(run);
       const ctx: SourceContext = {
         clock: this.#clock,
-        logger: this.#logger.child({ input: source.type, input_id: source.id }),
+        logger: this.#logger.child({ source: source.type, input_id: source.id }),
         signal: this.#abort.signal,
         cursor: async <C>(service: string) => (await this.#store.getCursor<C>(source.id, service))?.cursor,
         uncleanShutdown: this.#store.uncleanShutdown,

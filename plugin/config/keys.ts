@@ -1,0 +1,57 @@
+/**
+ * Every key path the schema accepts, for the documentation check (docs/configuration.md must list
+ * each one, and nothing else). Objects whose values share one schema (the services of an input)
+ * are written with `<service>` in place of the name.
+ */
+import { configSchema } from './schema.ts';
+
+type Def = { type?: string; innerType?: unknown; in?: unknown; shape?: Record<string, unknown>; options?: unknown[]; element?: unknown };
+
+function def(node: unknown): Def | undefined {
+  return (node as { _zod?: { def?: Def } } | undefined)?._zod?.def;
+}
+
+function unwrap(node: unknown): unknown {
+  for (let i = 0; i < 10; i++) {
+    const d = def(node);
+    if (!d) return node;
+    if (d.innerType) node = d.innerType;
+    else if (d.type === 'pipe' && d.in) node = d.in;
+    else return node;
+  }
+  return node;
+}
+
+function shapeOf(node: unknown): Record<string, unknown> | undefined {
+  const d = def(node);
+  if (d?.type !== 'object') return undefined;
+  return d.shape;
+}
+
+export function schemaKeyPaths(): string[] {
+  const out = new Set<string>();
+  const walk = (node: unknown, at: string[]): void => {
+    const n = unwrap(node);
+    const d = def(n);
+    if (d?.type === 'union' && d.options) {
+      for (const o of d.options) walk(o, at);
+      return;
+    }
+    const shape = shapeOf(n);
+    if (!shape) return;
+    const values = Object.values(shape).map(unwrap);
+    const shared = values.length > 1 && values.every((v) => v === values[0]) && shapeOf(values[0]);
+    if (shared) {
+      const name = at[at.length - 1] === 'services' ? '<service>' : '<name>';
+      out.add([...at, name].join('.'));
+      walk(values[0], [...at, name]);
+      return;
+    }
+    for (const [k, v] of Object.entries(shape)) {
+      out.add([...at, k].join('.'));
+      walk(v, [...at, k]);
+    }
+  };
+  walk(configSchema, []);
+  return [...out].sort();
+}

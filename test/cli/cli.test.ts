@@ -1,0 +1,109 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { StateStore } from '../../plugin/state/store.ts';
+import { runCli } from '../helpers/cli.ts';
+import { TEST_SECRETS } from '../helpers/secrets.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const CONF = fileURLToPath(new URL('../../conf/', import.meta.url));
+const ENV = {
+  TAP_PRINCIPAL: TEST_SECRETS.tapPrincipal,
+  TAP_SECRET: TEST_SECRETS.tapSecret,
+  POD_CLUSTER_ID: 'acme_hosted',
+  POD_API_KEY: TEST_SECRETS.podApiKey,
+  FORWARD_SHARED_KEY: TEST_SECRETS.forwardSharedKey,
+};
+
+function assertNoSecrets(text: string): void {
+  for (const s of Object.values(TEST_SECRETS)) assert.ok(!text.includes(s), `a credential leaked into: ${text}`);
+}
+
+test('check passes on every example config under conf/, printing it with credentials masked', () => {
+  const examples = readdirSync(CONF).filter((f) => f.endsWith('.yaml') && !f.includes('kubernetes'));
+  assert.ok(examples.length >= 2);
+  for (const f of examples) {
+    const r = runCli(['check', '--config', path.join(CONF, f)], { env: ENV });
+    assert.equal(r.status, 0, `${f}: ${r.stderr}`);
+    assert.match(r.stdout, /Configuration is valid\./);
+    assert.match(r.stdout, /state_dir:/);
+    assertNoSecrets(r.stdout + r.stderr);
+  }
+});
+
+test('check on a broken config exits 2 and names the key, its path and what is allowed', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'broken.yaml');
+  writeFileSync(
+    file,
+    `output: { type: forward, prot: 24224 }
+inputs:
+  proofpoint_tap:
+    id: x
+    credentials: { username: u, password: "${TEST_SECRETS.tapSecret}" }
+    services: { clicksBlocked: { start_time_in_utc: "last tuesday" } }
+`,
+  );
+  const r = runCli(['check', '--config', file]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /output\.prot: unknown key; did you mean "port"\?/);
+  assert.match(r.stderr, /inputs\.proofpoint_tap\.services\.clicksBlocked\.start_time_in_utc: must be an RFC 3339/);
+  assertNoSecrets(r.stdout + r.stderr);
+});
+
+test('a missing environment variable exits 2 naming it', () => {
+  const r = runCli(['check', '--config', path.join(CONF, 'sidecar.example.yaml')], { env: { ...ENV, TAP_SECRET: undefined } });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /inputs\.proofpoint_tap\.credentials\.password: environment variable TAP_SECRET is not set/);
+});
+
+test('usage errors exit 2', () => {
+  assert.equal(runCli([]).status, 2);
+  assert.equal(runCli(['nonsense']).status, 2);
+  const r = runCli(['check']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--config/);
+});
+
+test('state show prints cursors and de-dup counts; state reset deletes one service', async () => {
+  const dir = tmpDir();
+  const stateDir = path.join(dir, 'state');
+  const file = path.join(dir, 'c.yaml');
+  writeFileSync(
+    file,
+    `globals: { state_dir: ${stateDir} }
+output: { type: stdout }
+inputs:
+  proofpoint_on_demand:
+    id: "100002"
+    credentials: { cluster_id: c, api_key: k-123456 }
+    services: { message: {}, maillog: {} }
+`,
+  );
+  const store = await StateStore.open(stateDir);
+  for (const svc of ['message', 'maillog']) {
+    await store.seen.load(`100002::${svc}`);
+    await store.commit({ input: '100002', service: svc, cursor: { ts: `2026-11-23T01:00:00.000000-0700` }, keys: ['g1', 'g2'], keysExpireAt: Date.now() + 3_600_000 });
+  }
+  await store.close();
+
+  let r = runCli(['state', 'show', '--config', file]);
+  assert.equal(r.status, 0, r.stderr);
+  const shown = JSON.parse(r.stdout);
+  assert.equal(shown.services.length, 2);
+  assert.deepEqual(shown.services.find((s: { service: string }) => s.service === 'maillog').cursor, { ts: '2026-11-23T01:00:00.000000-0700' });
+  assert.equal(shown.services[0].dedup_keys, 2);
+  assert.equal(shown.previous_shutdown, 'clean');
+
+  r = runCli(['state', 'reset', '--config', file, '--input', 'proofpoint_on_demand', '--service', 'maillog']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /reset 100002 maillog/);
+  const after = await StateStore.open(stateDir);
+  assert.equal(await after.getCursor('100002', 'maillog'), undefined);
+  assert.ok(await after.getCursor('100002', 'message'));
+  await after.close();
+
+  assert.equal(runCli(['state', 'show', '--config', file, '--service', 'maillog']).status, 2, '--service needs --input');
+});
