@@ -26,7 +26,7 @@ import { ErrorCode, SidecarError } from '../errors.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { Backoff } from '../util/backoff.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
-import { encodePackedForward, packedForwardSize } from './encoder.ts';
+import { packedForwardEnvelope, packedForwardSize } from './encoder.ts';
 import {
   encodePing,
   HandshakeError,
@@ -39,7 +39,11 @@ import {
 } from './handshake.ts';
 import { MessageReader, ProtocolError, type Value } from './reader.ts';
 
-/** A PackedForward chunk waiting for its ack. Its frame is built on first write and kept for resends. */
+/**
+ * A PackedForward chunk waiting for its ack. It keeps its entries (views the caller encoded once)
+ * and a small envelope, and is written as `head, entries..., tail` in one vectored write, as
+ * often as reconnects require; it lets go of everything once acked.
+ */
 export class OutboundChunk {
   readonly id: string;
   readonly tag: string;
@@ -48,9 +52,9 @@ export class OutboundChunk {
   readonly frameBytes: number;
   /** Times written to a connection. */
   writes = 0;
-  readonly #onAcked: () => void;
+  #onAcked: (() => void) | undefined;
   #entries: readonly Uint8Array[] | undefined;
-  #frame: Buffer | undefined;
+  #envelope: { head: Buffer; tail: Buffer } | undefined;
 
   constructor(tag: string, id: string, entries: readonly Uint8Array[], payloadBytes: number, onAcked: () => void) {
     this.tag = tag;
@@ -62,17 +66,25 @@ export class OutboundChunk {
     this.#onAcked = onAcked;
   }
 
-  frame(): Buffer {
-    if (this.#frame === undefined) {
-      this.#frame = encodePackedForward(this.tag, this.#entries!, this.id, this.payloadBytes);
-      this.#entries = undefined;
-    }
-    return this.#frame;
+  /** Writes the whole frame to `socket` as one vectored write. */
+  writeTo(socket: net.Socket): void {
+    const entries = this.#entries;
+    if (entries === undefined) throw new Error(`chunk ${this.id} was already acknowledged`);
+    this.#envelope ??= packedForwardEnvelope(this.tag, this.records, this.payloadBytes, this.id);
+    socket.cork();
+    socket.write(this.#envelope.head);
+    for (const e of entries) socket.write(e);
+    socket.write(this.#envelope.tail);
+    socket.uncork();
+    this.writes++;
   }
 
   acked(): void {
-    this.#frame = undefined;
-    this.#onAcked();
+    const onAcked = this.#onAcked;
+    this.#entries = undefined;
+    this.#envelope = undefined;
+    this.#onAcked = undefined;
+    onAcked?.();
   }
 }
 
@@ -368,8 +380,7 @@ export class ForwardClient {
     while (this.#inflight.size < max && this.#head < this.#queue.length) {
       const chunk = this.#queue[this.#head]!;
       this.#queue[this.#head++] = undefined as unknown as OutboundChunk;
-      chunk.writes++;
-      conn.socket.write(chunk.frame());
+      chunk.writeTo(conn.socket);
       const secs = this.#cfg.ack_timeout_secs;
       const cancelTimer = this.#clock.setTimer(secs * 1000, () =>
         this.#fail(

@@ -100,34 +100,43 @@ export function maxEntryBytes(tag: string, maxFrameBytes: number): number {
 }
 
 /**
- * Builds one frame around already-encoded entries: one allocation, each entry copied once.
- * `payloadBytes` is the entries' total length when the caller already knows it.
+ * The bytes before and after the entries of a frame: `head + entries + tail` is the frame. The
+ * client writes the three parts with one vectored write, so entries are never copied into a
+ * frame buffer.
  */
-export function encodePackedForward(tag: string, entries: readonly Uint8Array[], chunkId: string, payloadBytes?: number): Buffer {
+export function packedForwardEnvelope(
+  tag: string,
+  records: number,
+  payloadBytes: number,
+  chunkId: string,
+): { head: Buffer; tail: Buffer } {
   if (typeof tag !== 'string' || tag.length === 0) throw new TypeError('a Fluent tag must be a non-empty string');
-  let payload = payloadBytes ?? 0;
-  if (payloadBytes === undefined) for (const e of entries) payload += e.length;
   const tagBytes = Buffer.byteLength(tag, 'utf8');
+  const head = Buffer.allocUnsafe(1 + strHeaderSize(tagBytes) + tagBytes + binHeaderSize(payloadBytes));
+  head[0] = 0x93;
+  let pos = writeStrHeader(head, 1, tagBytes);
+  pos += head.write(tag, pos, 'utf8');
+  pos = writeBinHeader(head, pos, payloadBytes);
   const chunkBytes = Buffer.byteLength(chunkId, 'utf8');
-  const out = Buffer.allocUnsafe(packedForwardSize(tagBytes, entries.length, payload, chunkBytes));
-  out[0] = 0x93;
-  let pos = writeStrHeader(out, 1, tagBytes);
-  pos += out.write(tag, pos, 'utf8');
-  pos = writeBinHeader(out, pos, payload);
-  for (const e of entries) {
-    out.set(e, pos);
-    pos += e.length;
-  }
-  out[pos++] = 0x82;
-  out[pos++] = 0xa4;
-  pos += out.write('size', pos, 'latin1');
-  pos = writeUint(out, pos, entries.length);
-  out[pos++] = 0xa5;
-  pos += out.write('chunk', pos, 'latin1');
-  pos = writeStrHeader(out, pos, chunkBytes);
-  pos += out.write(chunkId, pos, 'utf8');
-  if (pos !== out.length) throw new Error(`PackedForward size mismatch: wrote ${pos} of ${out.length} bytes`);
-  return out;
+  const tail = Buffer.allocUnsafe(optionSize(records, chunkBytes));
+  tail[0] = 0x82;
+  tail[1] = 0xa4;
+  pos = 2 + tail.write('size', 2, 'latin1');
+  pos = writeUint(tail, pos, records);
+  tail[pos++] = 0xa5;
+  pos += tail.write('chunk', pos, 'latin1');
+  pos = writeStrHeader(tail, pos, chunkBytes);
+  pos += tail.write(chunkId, pos, 'utf8');
+  if (pos !== tail.length) throw new Error(`PackedForward option size mismatch: wrote ${pos} of ${tail.length} bytes`);
+  return { head, tail };
+}
+
+/** One frame as a single buffer: the envelope around the entries (tests, tools). */
+export function encodePackedForward(tag: string, entries: readonly Uint8Array[], chunkId: string): Buffer {
+  let payload = 0;
+  for (const e of entries) payload += e.length;
+  const { head, tail } = packedForwardEnvelope(tag, entries.length, payload, chunkId);
+  return Buffer.concat([head, ...entries, tail]);
 }
 
 function optionSize(records: number, chunkIdBytes: number): number {

@@ -94,28 +94,37 @@ export class ForwardSink implements Sink {
     if (encoded.length === 0) return Promise.resolve();
 
     const chunks = this.#split(tag, encoded);
-    return new Promise<void>((resolve, reject) => {
-      let left = chunks.length;
-      const fail = (err: unknown) => {
+    let settle!: { resolve: () => void; reject: (err: unknown) => void };
+    const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    const onChunkAcked = this.#tracker(chunks.length, settle);
+    for (const { entries, bytes } of chunks) {
+      this.#pendingRecords += entries.length;
+      this.#pendingBytes += bytes;
+      this.#client.enqueue(new OutboundChunk(tag, newChunkId(), entries, bytes, onChunkAcked(entries.length, bytes)));
+    }
+    return done;
+  }
+
+  /**
+   * Per-chunk ack callbacks for one send, settling it after the last. Kept apart from `send` so
+   * the callbacks' scope holds no reference to the entries, which are let go of on ack.
+   */
+  #tracker(chunks: number, settle: { resolve: () => void; reject: (err: unknown) => void }): (records: number, bytes: number) => () => void {
+    let left = chunks;
+    const fail = (err: unknown) => {
+      this.#sends.delete(fail);
+      settle.reject(err);
+    };
+    this.#sends.add(fail);
+    return (records, bytes) => () => {
+      this.#pendingRecords -= records;
+      this.#pendingBytes -= bytes;
+      this.#wakeWaiters();
+      if (--left === 0) {
         this.#sends.delete(fail);
-        reject(err);
-      };
-      this.#sends.add(fail);
-      for (const c of chunks) {
-        this.#pendingRecords += c.entries.length;
-        this.#pendingBytes += c.bytes;
-        const chunk = new OutboundChunk(tag, newChunkId(), c.entries, c.bytes, () => {
-          this.#pendingRecords -= c.entries.length;
-          this.#pendingBytes -= c.bytes;
-          this.#wakeWaiters();
-          if (--left === 0) {
-            this.#sends.delete(fail);
-            resolve();
-          }
-        });
-        this.#client.enqueue(chunk);
+        settle.resolve();
       }
-    });
+    };
   }
 
   waitForCapacity(signal?: AbortSignal): Promise<void> {
