@@ -37,13 +37,16 @@ export function readiness(d: HttpDeps): Readiness {
   return { ready: reasons.length === 0, reasons };
 }
 
-/** The time a cursor stands for, in ms, when it has one (TAP window end, POD highest ts). */
+/**
+ * The event time a cursor stands for, in ms, when it has one: TAP `collected_to` (every window
+ * before it was queried), POD `ts` (the highest event time acknowledged).
+ */
 function cursorTime(cursor: unknown): number | undefined {
   if (cursor === null || cursor === undefined) return undefined;
   if (typeof cursor === 'number') return cursor;
   if (typeof cursor === 'string') return parseTimestampMs(cursor);
   if (typeof cursor === 'object') {
-    for (const k of ['end', 'ts', 'time', 'highest_ts', 'until']) {
+    for (const k of ['collected_to', 'ts']) {
       const v = (cursor as Record<string, unknown>)[k];
       const t = cursorTime(v);
       if (t !== undefined) return t;
