@@ -436,7 +436,8 @@ export class ForwardClient {
     err ??= new SidecarError(ErrorCode.FORWARD_CLOSED, `${this.#target} closed the connection`);
     const resend = this.unacked;
     if (err instanceof HandshakeError) this.#reportError(err);
-    else this.#log.warn({ target: this.#target, err: err.message, unacked: resend }, 'forward: connection lost');
+    else if (phase === 'connecting') this.#log.warn({ target: this.#target, err: err.message, unacked: resend }, 'forward: cannot connect to Fluent Bit');
+    else this.#log.warn({ target: this.#target, err: err.message, unacked: resend }, 'forward: connection to Fluent Bit lost; unacknowledged chunks will be resent');
     this.#events.disconnected?.({ target: this.#target, error: err, resend });
     this.#scheduleRetry();
   }

@@ -478,3 +478,17 @@ test('TLS verification checks the name: a servername not in the certificate is r
     await teardown(h);
   }
 });
+
+test('an unreadable TLS file is reported and retried, not thrown', async () => {
+  const h = await harness({ tls: { ca_file: '/nonexistent/ca.crt', verify: true } });
+  try {
+    h.sink.start();
+    assert.equal(h.errors.length, 1);
+    assert.match(h.errors[0]!.message, /cannot connect to 127\.0\.0\.1:\d+ \(TLS\): ENOENT.*\/nonexistent\/ca\.crt/);
+    assert.equal(h.retries.length, 1, 'a retry is scheduled');
+    await h.clock.advance(h.retries[0]!);
+    assert.equal(h.errors.length, 2, 'and the file is read again on the next attempt');
+  } finally {
+    await teardown(h);
+  }
+});
