@@ -91,11 +91,11 @@ test('event shapes follow the fixtures, quirks included', async () => {
   for (const e of evs.slice(0, 20)) {
     for (const k of ['GUID', 'messageTime', 'threatsInfoMap', 'recipient', 'spamScore', 'cluster']) assert.ok(k in e, k);
   }
-  const clicks = sim.events('clicksPermitted', T - 48 * H, T - 24 * H).map((e) => e.body);
+  const clicks = sim.events('clicksPermitted', T - 48 * H, T - 24 * H).filter((e) => !e.repeat).map((e) => e.body);
   const guids = new Map<string, number>();
   for (const c of clicks) guids.set(c['GUID'] as string, (guids.get(c['GUID'] as string) ?? 0) + 1);
   assert.ok([...guids.values()].some((n) => n > 1), 'clicks share a GUID');
-  assert.equal(new Set(clicks.map((c) => c['id'])).size, new Set(clicks.map((c) => sim.logicalKey('clicksPermitted', c))).size);
+  assert.equal(new Set(clicks.map((c) => c['id'])).size, clicks.length, 'every click has its own id');
   assert.ok(clicks.some((c) => Array.isArray(c['recipient'])), 'a click recipient as an array');
 });
 

@@ -75,6 +75,14 @@ export function countInMinute(perHour: number, k: number): number {
   return Math.floor((perHour * (k + 1)) / 60) - Math.floor((perHour * k) / 60);
 }
 
+/** The minute holding original item number g (counted from the epoch) at `perHour`. */
+function minuteOfItem(perHour: number, g: number): number {
+  let m = Math.floor((60 * g) / perHour);
+  while (m > 0 && Math.floor((perHour * m) / 60) > g) m--;
+  while (Math.floor((perHour * (m + 1)) / 60) <= g) m++;
+  return m;
+}
+
 const iso = (ms: number) => new Date(ms).toISOString();
 
 const CLASSIFICATIONS = ['phish', 'malware', 'spam', 'impostor'];
@@ -146,11 +154,15 @@ export class TapEventGenerator {
     const q = this.#sc.quirks;
     const rng = Rng.of(this.#sc.seed, SERVICE_INDEX[service], 'repeat', k, j);
     const exact = rng.next() < q.exactRepeats / share;
-    const back = rng.int(1, Math.max(1, Math.floor(q.repeatMaxAgeMs / MINUTE_MS)));
-    const src = k - back;
-    const n = countInMinute(this.#sc.ratesPerHour[service], src);
-    if (n === 0) return undefined;
-    const group = this.#item(service, src, rng.int(0, n - 1));
+    // Pick an earlier original item by its global index (items before minute k: rate·k/60), so
+    // a low rate with mostly empty minutes still has repeats.
+    const rate = this.#sc.ratesPerHour[service];
+    const reach = Math.floor((rate * q.repeatMaxAgeMs) / 3600_000);
+    if (reach < 1) return undefined;
+    const g = Math.floor((rate * k) / 60) - rng.int(1, reach);
+    if (g < 0) return undefined;
+    const src = minuteOfItem(rate, g);
+    const group = this.#item(service, src, g - Math.floor((rate * src) / 60));
     const orig = group[rng.int(0, group.length - 1)]!;
     let body = structuredClone(orig.body);
     if (!exact) {

@@ -69,7 +69,11 @@ export class RateBudget {
         times: times.slice().sort((a, b) => a - b),
         blockedUntil: 0,
         // Full jitter would allow a retry after seconds; this keeps every wait within [initial, cap].
-        throttle: new Backoff({ minMs: this.#o.throttleInitialMs, maxMs: this.#o.throttleMaxMs, random: this.#o.random }),
+        throttle: new Backoff({
+          minMs: this.#o.throttleInitialMs,
+          maxMs: this.#o.throttleMaxMs,
+          ...(this.#o.random ? { random: this.#o.random } : {}),
+        }),
         lastPrune: 0,
       });
     }
