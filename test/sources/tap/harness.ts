@@ -128,6 +128,20 @@ interface Runner {
   failure(): unknown;
 }
 
+/** A SourceContext over DirectState (what the pipeline would hand a source). */
+export function directContext(state: DirectState, clock: FakeClock, logger: Logger, signal: AbortSignal): SourceContext {
+  return {
+    clock,
+    logger,
+    signal,
+    cursor: async <C>(service: string) => state.cursors.get(service) as C | undefined,
+    uncleanShutdown: false,
+    resetServices: new Set(),
+    requestLog: state.requestLog,
+    health: { set: (service, status, reason) => void state.health.set(service, { status, reason }) },
+  };
+}
+
 class DirectRunner implements Runner {
   readonly state = new DirectState();
   #abort?: AbortController;
@@ -139,17 +153,7 @@ class DirectRunner implements Runner {
     this.#error = undefined;
     const abort = (this.#abort = new AbortController());
     const state = this.state;
-    const base: SourceContext = {
-      clock: this.clock,
-      logger: this.logger,
-      signal: abort.signal,
-      cursor: async <C>(service: string) => state.cursors.get(service) as C | undefined,
-      uncleanShutdown: false,
-      resetServices: new Set(),
-      requestLog: state.requestLog,
-      health: { set: (service, status, reason) => void state.health.set(service, { status, reason }) },
-    };
-    const ctx = ctxFor(abort.signal, base);
+    const ctx = ctxFor(abort.signal, directContext(state, this.clock, this.logger, abort.signal));
     this.#running = (async () => {
       try {
         for await (const b of source.run(ctx)) state.consume(b as Batch<TapCursor>);
