@@ -37,7 +37,7 @@ export interface PodSimulator {
   drop(type?: PodStreamType, how?: 'fin' | 'rst'): number;
   /** Sends a raw frame (e.g. malformed or huge) to the open sessions of a type. */
   sendRaw(type: PodStreamType, text: string): number;
-  /** Changes behaviour from now on (drops, repeats, malformed frames, 409s, pings, archive end). */
+  /** Changes behaviour from now on (drops, repeats, malformed frames, 409s, refusals, pings, archive end). */
   update(changes: Partial<RuntimeScenario>): void;
   close(): Promise<void>;
 }

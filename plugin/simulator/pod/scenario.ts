@@ -54,6 +54,8 @@ export interface PodScenario {
   archiveEnd: 'close' | 'idle';
   /** Answer 409 to the first n attempts of each type (a stale session still closing). */
   conflictFirstAttempts: number;
+  /** Refuse every attempt of these types with this status and body (e.g. 401 for one type). */
+  refuseTypes: Partial<Record<PodStreamType, { status: number; body: string }>>;
   /** Archive sessions count toward the one-session-per-token+type limit (unverified: assume yes). */
   archiveCountsAsSession: boolean;
   /** Do not answer pings (the client must notice and reconnect). */
@@ -86,6 +88,7 @@ export const DEFAULT_SCENARIO: Omit<PodScenario, 'clock'> = {
   archiveMaxAgeMs: 30 * 24 * 3600_000,
   archiveEnd: 'close',
   conflictFirstAttempts: 0,
+  refuseTypes: {},
   archiveCountsAsSession: true,
   ignorePings: false,
   perMessageDeflate: true,

@@ -19,7 +19,7 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { once } from 'node:events';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { parseTimestamp } from '../../util/time.ts';
 import { hash32, PodEventLog, POD_STREAM_TYPES, type GeneratedEvent, type PodStreamType } from './events.ts';
 import { MALFORMED_KINDS, type PodScenario } from './scenario.ts';
@@ -71,6 +71,9 @@ interface OpenSession {
   timer?: NodeJS.Timeout;
   immediate?: NodeJS.Immediate;
   closed: boolean;
+  /** Sends not yet handed to the socket (permessage-deflate compresses asynchronously). */
+  unflushed: number;
+  onFlushed?: () => void;
 }
 
 export interface SimulatorStats {
@@ -227,6 +230,8 @@ export class PodSimulatorServer {
     if (cid !== this.scenario.clusterId) return refuse(401, AUTH_FAILED_BODY);
     if (!(POD_STREAM_TYPES as readonly string[]).includes(type)) return refuse(400, `Invalid type: ${type}`);
     const streamType = type as PodStreamType;
+    const forced = this.scenario.refuseTypes[streamType];
+    if (forced) return refuse(forced.status, forced.body);
 
     let window: { from: number; to: number } | undefined;
     if (rec.sinceTime !== undefined || rec.toTime !== undefined) {
@@ -254,7 +259,7 @@ export class PodSimulatorServer {
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       rec.status = 101;
       rec.mode = mode;
-      const s: OpenSession = { rec, type: streamType, ws, socket, token, pos: 0, closed: false };
+      const s: OpenSession = { rec, type: streamType, ws, socket, token, pos: 0, closed: false, unflushed: 0 };
       this.#open.add(s);
       ws.on('ping', (data) => {
         if (!this.scenario.ignorePings) ws.pong(data);
@@ -289,10 +294,11 @@ export class PodSimulatorServer {
     const step = () => {
       s.timer = undefined;
       s.immediate = undefined;
-      if (s.closed) return;
+      // Closing (our close frame or the client's): nothing more is written.
+      if (s.closed || s.ws.readyState !== WebSocket.OPEN) return;
       const available = this.log.count(s.type, this.scenario.clock.now());
       let n = 0;
-      while (s.pos < available && n < FRAMES_PER_TURN && s.ws.bufferedAmount < this.scenario.highWaterBytes) {
+      while (s.pos < available && n < FRAMES_PER_TURN && s.ws.bufferedAmount < this.scenario.highWaterBytes && s.ws.readyState === WebSocket.OPEN) {
         this.#sendEvent(s, s.pos);
         s.pos++;
         s.rec.nextSeq = s.pos;
@@ -317,9 +323,9 @@ export class PodSimulatorServer {
     const step = () => {
       s.timer = undefined;
       s.immediate = undefined;
-      if (s.closed) return;
+      if (s.closed || s.ws.readyState !== WebSocket.OPEN) return;
       let n = 0;
-      while (s.pos < last && n < FRAMES_PER_TURN * 4 && s.ws.bufferedAmount < this.scenario.highWaterBytes) {
+      while (s.pos < last && n < FRAMES_PER_TURN * 4 && s.ws.bufferedAmount < this.scenario.highWaterBytes && s.ws.readyState === WebSocket.OPEN) {
         const e = this.log.event(s.type, s.pos);
         if (e.tsMs >= from && e.tsMs < to) {
           this.#sendEvent(s, s.pos, e);
@@ -384,7 +390,11 @@ export class PodSimulatorServer {
   }
 
   #send(s: OpenSession, text: string): void {
-    s.ws.send(text);
+    if (s.ws.readyState !== WebSocket.OPEN) return;
+    s.unflushed++;
+    s.ws.send(text, () => {
+      if (--s.unflushed === 0 && s.onFlushed) s.onFlushed();
+    });
     s.rec.framesSent++;
     s.rec.bytesSent += Buffer.byteLength(text);
     this.stats.framesSent++;
@@ -398,9 +408,14 @@ export class PodSimulatorServer {
     this.#ended(s, 'drop');
     if (how === 'rst') s.socket.resetAndDestroy();
     else {
-      // FIN after what was written; no WebSocket close frame. Cut it for good if the peer lingers.
-      s.socket.end();
-      setTimeout(() => s.socket.destroy(), 1000).unref();
+      // FIN after every frame sent so far (some may still be compressing); no WebSocket close
+      // frame. Cut it for good if the peer lingers.
+      const fin = () => {
+        s.socket.end();
+        setTimeout(() => s.socket.destroy(), 1000).unref();
+      };
+      if (s.unflushed > 0) s.onFlushed = fin;
+      else fin();
     }
   }
 

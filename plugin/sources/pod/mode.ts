@@ -128,14 +128,17 @@ export function replayAfterDrop(now: number, lastContact: number, cursor: PodCur
 }
 
 /**
- * Where the replay currently has to reach. A fixed end (unclean shutdown, start_time) is owed in
- * any case; on top of it, while no live session has been in contact within the threshold, the
- * server's live session will only serve its last hour when it opens, so the replay must also
- * reach "now minus the threshold" (a moving target while the replay runs).
+ * Whether the live session will serve only its last hour when it opens: no live contact within
+ * the threshold (or none at all). Then the replay must reach "now minus the threshold", a target
+ * that moves while the replay runs, on top of any fixed end (unclean shutdown, start_time).
  */
+function liveStale(r: Replay, now: number, limits: ModeLimits, lastContact?: number): boolean {
+  return r.until === undefined || lastContact === undefined || now - lastContact > limits.thresholdMs;
+}
+
+/** Where the replay has to reach before live may take over. */
 export function replayTarget(r: Replay, now: number, limits: ModeLimits, lastContact?: number): number {
-  const stale = r.until === undefined || lastContact === undefined || now - lastContact > limits.thresholdMs;
-  return Math.max(r.until ?? -Infinity, stale ? now - limits.thresholdMs : -Infinity);
+  return Math.max(r.until ?? -Infinity, liveStale(r, now, limits, lastContact) ? now - limits.thresholdMs : -Infinity);
 }
 
 export function replayDone(r: Replay, now: number, limits: ModeLimits, lastContact?: number): boolean {
@@ -143,22 +146,24 @@ export function replayDone(r: Replay, now: number, limits: ModeLimits, lastConta
 }
 
 /**
- * The next session for a service that owes `replay` (or nothing). An archive window is asked
- * only for data the server already has (older than the staleness); the rest of a fixed-end
- * replay waits while live runs, and live is told when to stop for it.
+ * The next session for a service that owes `replay` (or nothing). Windows are at most
+ * `windowMs` (the server widens them to whole hours) and ask only for data the server already has (older than the
+ * staleness). Chasing a moving target, a window asks for everything available, so the replay
+ * gains on the clock and ends once within the threshold; the part of a fixed end that is not
+ * available yet waits while live runs, and live is told when to stop for it.
  */
 export function nextStep(replay: Replay | undefined, now: number, limits: ModeLimits, lastContact?: number): Step {
   if (!replay || replayDone(replay, now, limits, lastContact)) return { mode: 'live' };
-  const target = replayTarget(replay, now, limits, lastContact);
-  const wanted = Math.min(target, floorHour(replay.from, replay.offsetMin) + limits.windowMs);
+  const stale = liveStale(replay, now, limits, lastContact);
   const available = now - limits.stalenessMs;
-  if (available >= wanted) return { mode: 'archive', since: replay.from, to: wanted, offsetMin: replay.offsetMin };
-  // Part of the window is not served yet. Take the available part only when it is worth a
-  // session of its own (at least as long as the wait for the rest); otherwise stream live and
-  // come back when the whole window is available.
-  if (available - replay.from >= Math.max(limits.stalenessMs, 1)) {
-    return { mode: 'archive', since: replay.from, to: available, offsetMin: replay.offsetMin };
-  }
+  const aim = Math.max(replay.until ?? -Infinity, stale ? available : -Infinity);
+  const wanted = Math.min(aim, replay.from + limits.windowMs);
+  const archive = (to: number): Step => ({ mode: 'archive', since: replay.from, to, offsetMin: replay.offsetMin });
+  if (available >= wanted) return archive(wanted);
+  // Part of the window is not served yet. Take the available part when live cannot cover the
+  // gap anyway, or when it is worth a session of its own (at least as long as the wait for the
+  // rest); otherwise stream live and come back when the whole window is available.
+  if (available > replay.from && (stale || available - replay.from >= Math.max(limits.stalenessMs, 1))) return archive(available);
   return { mode: 'live', until: wanted + limits.stalenessMs };
 }
 

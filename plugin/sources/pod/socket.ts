@@ -37,8 +37,20 @@ export interface OpenOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * An open socket and what it did before a PodSocket took it over: the server may send frames
+ * (and even close) in the same TCP segment as its 101 answer, and an EventEmitter drops events
+ * nobody listens to, so they are kept from the first moment.
+ */
+export interface OpenedSocket {
+  ws: WebSocket;
+  early: { frames: RawData[]; contact: boolean; close?: { code: number; reason: Buffer }; error?: Error };
+  /** Removes the listeners that fill `early`. */
+  release(): void;
+}
+
 /** Opens the session; rejects with a SidecarError (handshake refusal, network) or the abort reason. */
-export function openSocket(o: OpenOptions): Promise<WebSocket> {
+export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
   return new Promise((resolve, reject) => {
     if (o.signal?.aborted) return reject(o.signal.reason);
     const ws = new WebSocket(o.url, {
@@ -52,24 +64,51 @@ export function openSocket(o: OpenOptions): Promise<WebSocket> {
       autoPong: true,
       ...(o.agent ? { agent: o.agent } : {}),
     } as ClientOptions);
+    const early: OpenedSocket['early'] = { frames: [], contact: false };
+    const onMessage = (d: RawData) => {
+      early.frames.push(d);
+      early.contact = true;
+    };
+    const onPong = () => (early.contact = true);
+    const onClose = (code: number, reason: Buffer) => (early.close = { code, reason });
+    ws.on('message', onMessage);
+    ws.on('pong', onPong);
+    ws.on('close', onClose);
+    const opened: OpenedSocket = {
+      ws,
+      early,
+      release() {
+        ws.off('message', onMessage);
+        ws.off('pong', onPong);
+        ws.off('close', onClose);
+        ws.off('error', onError);
+      },
+    };
     let settled = false;
-    const settle = (err: unknown, value?: WebSocket) => {
+    const settle = (err: unknown, value?: OpenedSocket) => {
       if (settled) return;
       settled = true;
       o.signal?.removeEventListener('abort', onAbort);
       ws.removeListener('open', onOpen);
-      if (err) reject(err);
-      else resolve(value!);
+      if (err) {
+        opened.release();
+        ws.on('error', () => {});
+        reject(err);
+      } else resolve(value!);
     };
     const onAbort = () => {
       ws.terminate();
       settle(o.signal!.reason);
     };
-    const onOpen = () => settle(null, ws);
+    const onOpen = () => settle(null, opened);
     o.signal?.addEventListener('abort', onAbort, { once: true });
     ws.once('open', onOpen);
     // Errors after the outcome is known (a destroyed refusal, a late reset) must not crash.
-    ws.on('error', (err) => settle(new VendorRequestError(`PoD ${o.service} connection to ${o.url.host} failed: ${err.message}`, err)));
+    const onError = (err: Error) => {
+      if (settled) early.error ??= err;
+      settle(new VendorRequestError(`PoD ${o.service} connection to ${o.url.host} failed: ${err.message}`, err));
+    };
+    ws.on('error', onError);
     ws.once('unexpected-response', (req, res) => {
       const charset = /charset=([^;]+)/i.exec(String(res.headers['content-type'] ?? ''))?.[1]?.trim().toLowerCase();
       const encoding: BufferEncoding = charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf8';
@@ -125,21 +164,27 @@ export class PodSocket {
   #ended = false;
   #byClient = false;
   #error?: SidecarError;
+  #started = false;
+  #replay?: () => void;
+  #startHook?: () => void;
   readonly ended: Promise<SessionEnd>;
 
-  constructor(ws: WebSocket, o: SessionOptions) {
+  constructor(opened: OpenedSocket, o: SessionOptions) {
+    const ws = opened.ws;
     this.#ws = ws;
     this.#o = o;
     let resolveEnded!: (e: SessionEnd) => void;
     this.ended = new Promise((r) => (resolveEnded = r));
-    ws.on('message', (data: RawData, _isBinary: boolean) => {
+    // Take over from openSocket's listeners in one synchronous step: nothing is lost between.
+    opened.release();
+    const early = opened.early;
+    const onFrame = (data: RawData) => {
       // Frames are JSON text; a binary frame is decoded the same way rather than dropped.
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       this.#alive();
       o.onFrame(buf.toString('utf8'), buf.length);
-    });
-    ws.on('pong', () => this.#alive());
-    ws.on('error', (err: Error & { code?: string }) => {
+    };
+    const onError = (err: Error & { code?: string }) => {
       if (this.#error) return;
       this.#error =
         err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
@@ -148,13 +193,44 @@ export class PodSocket {
               err,
             )
           : new PodSessionError(`PoD ${o.service} session failed: ${err.message}`, err);
-    });
-    ws.once('close', (code: number, reason: Buffer) => {
+    };
+    const onClose = (code: number, reason: Buffer) => {
       this.#ended = true;
       this.#stopHeartbeat();
       this.#cancelClose?.();
       resolveEnded({ code, reason: reason.toString('utf8'), closeFrame: code !== 1006, error: this.#error, byClient: this.#byClient });
-    });
+    };
+    ws.on('message', (data: RawData) => (this.#started ? onFrame(data) : early.frames.push(data)));
+    ws.on('pong', () => (this.#started ? this.#alive() : (early.contact = true)));
+    ws.on('error', onError);
+    if (early.error) onError(early.error);
+    if (early.close) {
+      const { code, reason } = early.close;
+      this.#startHook = () => onClose(code, reason);
+    } else {
+      ws.once('close', (code: number, reason: Buffer) => (this.#started ? onClose(code, reason) : (this.#startHook = () => onClose(code, reason))));
+    }
+    this.#replay = () => {
+      if (early.contact) this.#alive();
+      for (const d of early.frames.splice(0)) onFrame(d);
+    };
+  }
+
+  /**
+   * Starts delivering: first what arrived before (frames, then the close if the session already
+   * ended), then live. Separate from the constructor so the caller holds the object first.
+   */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#replay?.();
+    this.#replay = undefined;
+    if (this.#startHook) {
+      const hook = this.#startHook;
+      this.#startHook = undefined;
+      hook();
+      return;
+    }
     this.#schedulePing();
   }
 
@@ -174,7 +250,7 @@ export class PodSocket {
     if (!this.#paused || this.#ended) return;
     this.#paused = false;
     this.#ws.resume();
-    this.#schedulePing();
+    if (this.#started) this.#schedulePing();
   }
 
   /** Orderly end: our close frame, then the server's; the TCP connection is cut after the close timeout. */

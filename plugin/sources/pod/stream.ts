@@ -25,8 +25,8 @@ import type { PodInputConfig, PodServiceConfig, PodServiceName } from './config.
 import { CursorTracker, coveredUntil, readCursor, type PodCursor } from './cursor.ts';
 import { parseFrame } from './identity.ts';
 import { formatPodTime, nextStep, replayAfterDrop, replayAtStart, replayDone, type ModeLimits, type Replay, type Step } from './mode.ts';
-import { openSocket, PodSocket, type SessionEnd } from './socket.ts';
-import { PodSessionConflictError } from './errors.ts';
+import { openSocket, PodSocket, type OpenedSocket, type SessionEnd } from './socket.ts';
+import { PodCredentialsError, PodSessionConflictError } from './errors.ts';
 import { SessionStats } from './stats.ts';
 
 export interface StreamOptions {
@@ -202,9 +202,9 @@ export class ServiceStream {
     const step = nextStep(this.#replay, now, limits, this.#lastContact);
     this.#lastAttempt = now;
     const url = this.#url(step);
-    let ws;
+    let opened: OpenedSocket;
     try {
-      ws = await openSocket({
+      opened = await openSocket({
         url,
         apiKey: this.#o.cfg.credentials.api_key,
         service: this.name,
@@ -223,13 +223,14 @@ export class ServiceStream {
     }
     this.#backoff.reset();
     this.#retryDelay = 0;
-    await this.#session(ws, step);
+    await this.#session(opened, step);
   }
 
   #refused(err: Error, step: Step): void {
     const health = this.#o.ctx.health;
     const e = err instanceof SidecarError ? err : new VendorRequestError(`PoD ${this.name} connection failed: ${err.message}`, err);
-    const base = { mode: step.mode, code: e.code, ...(e instanceof VendorHttpError ? { status: e.status, server_text: e.body.trim().slice(0, 512) } : {}) };
+    const http = e instanceof VendorHttpError || e instanceof PodCredentialsError ? e : undefined;
+    const base = { mode: step.mode, code: e.code, ...(http ? { status: http.status, server_text: http.body.trim().slice(0, 512) } : {}) };
     if (e.fatal) {
       this.fatal = e;
       health.set(this.name, 'failed', e.message);
@@ -260,7 +261,7 @@ export class ServiceStream {
     return url;
   }
 
-  async #session(ws: import('ws').WebSocket, step: Step): Promise<void> {
+  async #session(opened: OpenedSocket, step: Step): Promise<void> {
     const { ctx, cfg, signal } = this.#o;
     const clock = ctx.clock;
     const stats = new SessionStats({
@@ -292,7 +293,7 @@ export class ServiceStream {
         socket.close(1000, 'window complete', cfg.close_timeout_secs * 1000);
       });
     };
-    const socket = new PodSocket(ws, {
+    const socket = new PodSocket(opened, {
       clock,
       pingIntervalMs: cfg.ping_interval_secs * 1000,
       pongTimeoutMs: cfg.pong_timeout_secs * 1000,
@@ -349,6 +350,7 @@ export class ServiceStream {
     };
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
+    socket.start();
 
     const end = await socket.ended;
     signal.removeEventListener('abort', onAbort);

@@ -1,0 +1,221 @@
+/** Identity, time, cursor and live/archive decisions of the PoD source, without sockets. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseFrame } from '../../../plugin/sources/pod/identity.ts';
+import { CursorTracker, coveredUntil, readCursor, type PodCursor } from '../../../plugin/sources/pod/cursor.ts';
+import { floorHour, formatPodTime, nextStep, offsetOf, replayAfterDrop, replayAtStart, type ModeLimits } from '../../../plugin/sources/pod/mode.ts';
+import { parseTimestamp } from '../../../plugin/util/time.ts';
+import { handshakeError, PodCredentialsError, PodSessionConflictError } from '../../../plugin/sources/pod/errors.ts';
+import { bypassed } from '../../../plugin/sources/pod/proxy.ts';
+import { checkPodConfig, createPodSource, podInputSchema } from '../../../plugin/sources/pod/index.ts';
+import { ErrorCode } from '../../../plugin/errors.ts';
+
+const HOUR = 3600_000;
+const MIN = 60_000;
+const limits: ModeLimits = { thresholdMs: 50 * MIN, stalenessMs: 30 * MIN, windowMs: HOUR, maxAgeMs: 30 * 24 * HOUR };
+
+test('identity: guid for message and audit, id for maillog; ts with microseconds in both offset styles', () => {
+  const m = parseFrame('message', '{"guid":"g1","ts":"2024-05-22T12:10:03.058340-0700","id":"not-this"}');
+  assert.ok(m.ok);
+  assert.equal(m.frame.event.key, 'g1');
+  assert.deepEqual(m.frame.time, { sec: Date.UTC(2024, 4, 22, 19, 10, 3) / 1000, nsec: 58_340_000 });
+  const l = parseFrame('maillog', '{"id":"NABCDefGH0/I1234slqccQ","guid":"x","ts":"2023-08-17T14:54:12.949180-07:00"}');
+  assert.ok(l.ok);
+  assert.equal(l.frame.event.key, 'NABCDefGH0/I1234slqccQ');
+  assert.deepEqual(l.frame.time, { sec: Date.UTC(2023, 7, 17, 21, 54, 12) / 1000, nsec: 949_180_000 });
+  const a = parseFrame('audit', '{"guid":"7061cc5e","ts":"2023-10-25T21:49:38.968838+0000"}');
+  assert.ok(a.ok && a.frame.ts === '2023-10-25T21:49:38.968838+0000');
+});
+
+test('record message: the frame text as it came, re-serialised only when it has a line break', () => {
+  const text = '{"guid":"g", "ts":"2024-05-22T12:10:03.058340-0700",  "x":"\\u00e9"}';
+  const same = parseFrame('message', text);
+  assert.ok(same.ok && same.frame.event.message === text);
+  const pretty = parseFrame('message', '{\n  "guid": "g",\n  "ts": "2024-05-22T12:10:03.058340-0700",\n  "s": "a\\nb"\n}');
+  assert.ok(pretty.ok);
+  assert.equal(pretty.frame.event.message, '{"guid":"g","ts":"2024-05-22T12:10:03.058340-0700","s":"a\\nb"}');
+});
+
+test('frames without a usable identity or time are rejected with a reason', () => {
+  const reasons = [
+    ['not json', /not JSON/],
+    ['[1]', /not a JSON object \(array\)/],
+    ['null', /not a JSON object \(null\)/],
+    ['{"ts":"2024-05-22T12:10:03Z"}', /no usable "guid" \(missing\)/],
+    ['{"guid":"","ts":"2024-05-22T12:10:03Z"}', /no usable "guid" \(empty\)/],
+    ['{"guid":7,"ts":"2024-05-22T12:10:03Z"}', /no usable "guid" \(number\)/],
+    ['{"guid":"g"}', /no usable "ts" \(missing\)/],
+    ['{"guid":"g","ts":"2024-02-31T00:00:00Z"}', /unparsable "ts"/],
+    ['{"guid":"g","ts":"2024-05-22T12:10:03"}', /unparsable "ts"/],
+  ] as const;
+  for (const [text, re] of reasons) {
+    const r = parseFrame('message', text);
+    assert.ok(!r.ok, text);
+    assert.match(r.reason, re);
+  }
+  const r = parseFrame('maillog', '{"guid":"g","ts":"2024-05-22T12:10:03Z"}');
+  assert.ok(!r.ok && /"id"/.test(r.reason));
+});
+
+test('cursor: the highest ts to the microsecond, whatever the arrival order', () => {
+  const t = new CursorTracker();
+  for (const ts of ['2024-05-22T12:10:03.000002-0700', '2024-05-22T12:10:03.000003-0700', '2024-05-22T19:10:03.000001+0000', '2024-05-22T12:10:03.000001-07:00']) {
+    t.observe(ts, parseTimestamp(ts)!);
+  }
+  assert.equal(t.current.ts, '2024-05-22T12:10:03.000003-0700');
+  assert.equal(t.current.nsec, 3_000);
+  t.markLive(100);
+  t.markLive(50);
+  assert.equal(t.current.liveAt, 100);
+  const snap = t.snapshot();
+  t.markLive(200);
+  assert.equal(snap.liveAt, 100, 'a snapshot does not move with the tracker');
+  assert.equal(coveredUntil({ v: 1, liveAt: 5, archivedUntil: 9 }), 9);
+  assert.deepEqual(readCursor({ v: 2 }).cursor, undefined);
+  assert.ok(readCursor({ v: 1, sec: 'x' }).problem);
+  assert.ok(readCursor({ v: 1, sec: 1, nsec: 0, ts: 'x', liveAt: 1 }).cursor);
+});
+
+test('times: floored to the hour in the cluster offset, written as PoD writes ts', () => {
+  assert.equal(offsetOf('2024-05-22T12:10:03.058340-0700'), -420);
+  assert.equal(offsetOf('2024-05-22T12:10:03.058340-07:00'), -420);
+  assert.equal(offsetOf('2024-05-22T12:10:03+0530'), 330);
+  const t = Date.UTC(2024, 4, 22, 19, 40);
+  assert.equal(floorHour(t), Date.UTC(2024, 4, 22, 19));
+  assert.equal(floorHour(t, 330), Date.UTC(2024, 4, 22, 19, 30), 'a +05:30 cluster rounds at :30 UTC');
+  assert.equal(formatPodTime(Date.UTC(2024, 4, 22, 19), -420), '2024-05-22T12:00:00.000000-0700');
+  assert.equal(formatPodTime(Date.UTC(2024, 4, 22, 19), 330), '2024-05-23T00:30:00.000000+0530');
+  const u = new URL('wss://x/v1/stream');
+  u.searchParams.set('sinceTime', formatPodTime(0, 60));
+  assert.match(u.search, /%2B0100$/, 'the + of an offset is percent-encoded');
+});
+
+const cursorAt = (tsMs: number, extra: Partial<PodCursor> = {}): PodCursor => ({ v: 1, ts: 'x', sec: Math.floor(tsMs / 1000), nsec: (tsMs % 1000) * 1e6, ...extra });
+
+test('start: live by default, and after a short clean stop', () => {
+  const now = Date.UTC(2026, 10, 23, 12);
+  assert.equal(replayAtStart({ now, uncleanShutdown: false }, limits), undefined);
+  assert.equal(replayAtStart({ now, uncleanShutdown: false, cursor: cursorAt(now - 20 * MIN, { liveAt: now - 10 * MIN }) }, limits), undefined);
+  // A quiet stream: the last event is days old but the live session was in touch recently.
+  assert.equal(replayAtStart({ now, uncleanShutdown: false, cursor: cursorAt(now - 72 * HOUR, { liveAt: now - 5 * MIN }) }, limits), undefined);
+});
+
+test('start after an unclean shutdown: replay from the hour of the committed cursor up to now', () => {
+  const now = Date.UTC(2026, 10, 23, 12, 10);
+  const r = replayAtStart({ now, uncleanShutdown: true, cursor: cursorAt(now - 25 * MIN, { liveAt: now - 5 * MIN }) }, limits)!;
+  assert.equal(r.reason, 'unclean_shutdown');
+  assert.equal(r.from, Date.UTC(2026, 10, 23, 11));
+  assert.equal(r.until, now);
+  // Archive data is 30 minutes stale: the first window is what is already served…
+  const s1 = nextStep(r, now, limits, now - 5 * MIN);
+  assert.deepEqual(s1, { mode: 'archive', since: r.from, to: now - 30 * MIN, offsetMin: 0 });
+  // …the rest waits while live runs, until it is served too.
+  r.from = now - 30 * MIN;
+  const s2 = nextStep(r, now + 1000, limits, now);
+  assert.deepEqual(s2, { mode: 'live', until: now + 30 * MIN });
+  const s3 = nextStep(r, now + 30 * MIN, limits, now + 30 * MIN - 1000);
+  assert.deepEqual(s3, { mode: 'archive', since: now - 30 * MIN, to: now, offsetMin: 0 });
+});
+
+test('start after an outage longer than the threshold: replay until live takes over', () => {
+  const now = Date.UTC(2026, 10, 23, 12, 10);
+  const c = cursorAt(now - 3 * HOUR - 7 * MIN, { liveAt: now - 3 * HOUR });
+  const r = replayAtStart({ now, uncleanShutdown: false, cursor: c }, limits)!;
+  assert.equal(r.reason, 'outage');
+  assert.equal(r.from, Date.UTC(2026, 10, 23, 9));
+  assert.equal(r.until, undefined);
+  const windows = [];
+  let t = now;
+  for (;;) {
+    const s = nextStep(r, t, limits, c.liveAt);
+    if (s.mode === 'live') break;
+    windows.push([s.since, s.to]);
+    r.from = s.to;
+    t += 5 * MIN;
+  }
+  assert.deepEqual(windows[0], [Date.UTC(2026, 10, 23, 9), Date.UTC(2026, 10, 23, 10)]);
+  // The last window reaches within the threshold of now, where the server's last hour begins.
+  assert.ok(r.from >= t - limits.thresholdMs);
+  assert.ok(windows.length >= 3);
+});
+
+test('start_time replays from its hour; the 30-day limit clamps and says so', () => {
+  const now = Date.UTC(2026, 10, 23, 12);
+  const r = replayAtStart({ now, uncleanShutdown: false, startTimeMs: Date.UTC(2026, 10, 22, 8, 45) }, limits)!;
+  assert.equal(r.reason, 'start_time');
+  assert.equal(r.from, Date.UTC(2026, 10, 22, 8));
+  const old = replayAtStart({ now, uncleanShutdown: false, startTimeMs: Date.UTC(2026, 8, 1) }, limits)!;
+  assert.equal(old.clampedFrom, Date.UTC(2026, 8, 1));
+  assert.equal(old.from, Date.UTC(2026, 9, 24, 13));
+});
+
+test('a replay still owed by a previous run is taken up after a clean restart', () => {
+  const now = Date.UTC(2026, 10, 23, 12);
+  const owed = { reason: 'unclean_shutdown', from: now - 40 * MIN, until: now - 10 * MIN, offsetMin: 0 };
+  const r = replayAtStart({ now, uncleanShutdown: false, cursor: cursorAt(now - MIN, { liveAt: now - MIN, owed }) }, limits)!;
+  assert.equal(r.from, owed.from);
+  assert.equal(r.until, owed.until);
+});
+
+test('a drop shorter than the threshold reconnects live; a longer one replays', () => {
+  const now = Date.UTC(2026, 10, 23, 12);
+  const c = cursorAt(now - 2 * HOUR);
+  assert.equal(replayAfterDrop(now, now - 49 * MIN, c, limits), undefined);
+  const r = replayAfterDrop(now, now - 51 * MIN, cursorAt(now - 52 * MIN), limits)!;
+  assert.equal(r.reason, 'outage');
+  assert.equal(r.from, floorHour(now - 52 * MIN));
+});
+
+test('handshake refusals map to codes: 401 → 100 fatal, 409 retried, 400/404/405 fatal, 5xx retried', () => {
+  const e401 = handshakeError('maillog', 401, 'Error: Authentication failed.');
+  assert.ok(e401 instanceof PodCredentialsError);
+  assert.equal(e401.code, ErrorCode.BAD_CREDENTIALS);
+  assert.equal(e401.fatal, true);
+  assert.match(e401.message, /HTTP 401: "Error: Authentication failed\."/);
+  const e409 = handshakeError('maillog', 409, 'Exceeded maximum number of sessions per token\r\n');
+  assert.ok(e409 instanceof PodSessionConflictError);
+  assert.equal(e409.fatal, false);
+  assert.match(e409.message, /"Exceeded maximum number of sessions per token"/);
+  for (const s of [400, 404, 405]) assert.equal(handshakeError('audit', s, 'x').fatal, true);
+  assert.equal(handshakeError('audit', 503, 'x').fatal, false);
+  assert.equal(handshakeError('audit', 503, 'x').code, ErrorCode.VENDOR_HTTP);
+});
+
+test('NO_PROXY: names, suffixes, ports, wildcard', () => {
+  assert.equal(bypassed('logstream.proofpoint.com', 443, 'proofpoint.com'), true);
+  assert.equal(bypassed('logstream.proofpoint.com', 443, '.proofpoint.com'), true);
+  assert.equal(bypassed('logstream.proofpoint.com', 443, '*.proofpoint.com'), true);
+  assert.equal(bypassed('logstream.proofpoint.com', 443, 'proofpoint.com:8443'), false);
+  assert.equal(bypassed('logstream.proofpoint.com', 443, 'example.com,other'), false);
+  assert.equal(bypassed('127.0.0.1', 80, 'localhost, 127.0.0.1'), true);
+  assert.equal(bypassed('anything', 1, '*'), true);
+});
+
+test('config: defaults, Devo keys kept, check warnings, future start_time is error 101', () => {
+  const now = Date.UTC(2026, 10, 23, 12);
+  const cfg = podInputSchema.parse({
+    id: '100002',
+    credentials: { cluster_id: 'c', api_key: 'k-0123456789' },
+    services: { message: { request_period_in_seconds: 60 }, maillog: {}, audit: { start_time: '2026-09-01T00:00:00Z' } },
+  });
+  assert.equal(cfg.ping_interval_secs, 30);
+  assert.ok(cfg.max_frame_bytes > 1_048_576);
+  assert.equal(cfg.services.maillog!.request_period_in_seconds, 60);
+  assert.equal(cfg.services.audit!.dedup_window_secs, 7200);
+  const src = createPodSource(cfg, { clock: { now: () => now, sleep: async () => {}, setTimer: () => () => {} }, env: {} });
+  assert.deepEqual(
+    src.services.map((s) => [s.name, s.tag]),
+    [
+      ['message', 'mail.proofpoint.pod.message'],
+      ['maillog', 'mail.proofpoint.pod.maillog'],
+      ['audit', 'mail.proofpoint.pod.audit'],
+    ],
+  );
+  const warnings = checkPodConfig(cfg, now, { HTTPS_PROXY: 'http://user:pw@proxy:3128' });
+  assert.ok(warnings.some((w) => /audit\.start_time .* more than 30 days/.test(w)));
+  assert.ok(warnings.some((w) => /proxy http:\/\/proxy:3128/.test(w)));
+  assert.ok(!warnings.some((w) => w.includes('pw')), 'proxy credentials are not repeated');
+  const future = podInputSchema.parse({ ...cfg, services: { maillog: { start_time: '2027-01-01T00:00:00Z' } } });
+  assert.throws(() => checkPodConfig(future, now, {}), (e: { code?: unknown }) => e.code === ErrorCode.BAD_START_TIME);
+  assert.throws(() => podInputSchema.parse({ ...cfg, max_frame_bytes: 1000 }), /1 MiB/);
+});
