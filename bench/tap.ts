@@ -1,0 +1,182 @@
+/**
+ * TAP benchmark: a 7-day backfill of all four services against the simulator, about 1,000,000
+ * events, through the real source, pipeline and LevelDB state into a sink that encodes every
+ * record as a forward entry and acknowledges it. Prints API requests, wall time, events per
+ * second and peak RSS.
+ *
+ * The simulator runs in a child process (this file, started with `--serve`), so the RSS measured
+ * is the sidecar's own, and the two do not share one event loop.
+ *
+ *   npx tsx bench/tap.ts          or   npm run bench -- tap
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { OutputRecord, Sink, SinkStats } from '../plugin/output/sink.ts';
+import { encodeEntry } from '../plugin/forward/encoder.ts';
+import { Pipeline } from '../plugin/pipeline/pipeline.ts';
+import { StateStore } from '../plugin/state/store.ts';
+import { tapInputSchema } from '../plugin/sources/tap/config.ts';
+import { createTapSource, TAP_SERVICES, type TapCursor } from '../plugin/sources/tap/index.ts';
+import { createLogger } from '../plugin/telemetry/logger.ts';
+import type { TapScenarioOptions } from '../plugin/simulator/tap/index.ts';
+
+const HOUR = 3600_000;
+const DAY = 24 * HOUR;
+
+/**
+ * Original items per hour; with the default quirks (extra clicks on a message, several recipients,
+ * repeats) they make about 6,000 events an hour, 1,000,000 in 168 hours.
+ */
+const RATES = { clicksBlocked: 600, clicksPermitted: 900, messagesBlocked: 600, messagesDelivered: 1500 };
+
+/** Acknowledges at once; encodes like the forward sink; bounded like the real sinks. */
+class CountingSink implements Sink {
+  readonly kind = 'forward' as const;
+  records = 0;
+  bytes = 0;
+  #pending = 0;
+  #waiters: Array<() => void> = [];
+  constructor(readonly queueMaxBytes = 64 * 1024 * 1024) {}
+  maxRecordBytes(): number {
+    return 4_000_000;
+  }
+  encode(rec: OutputRecord): Buffer {
+    return encodeEntry(rec);
+  }
+  send(_tag: string, encoded: Buffer[]): Promise<void> {
+    const n = encoded.reduce((s, b) => s + b.length, 0);
+    this.#pending += n;
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.records += encoded.length;
+        this.bytes += n;
+        this.#pending -= n;
+        for (const w of this.#waiters.splice(0)) w();
+        resolve();
+      }),
+    );
+  }
+  async waitForCapacity(): Promise<void> {
+    while (this.#pending >= this.queueMaxBytes) await new Promise<void>((r) => this.#waiters.push(r));
+  }
+  start(): void {}
+  async close(): Promise<number> {
+    return 0;
+  }
+  stats(): SinkStats {
+    return { connected: true, pendingRecords: 0, pendingBytes: this.#pending, chunksInFlight: 0, chunksAcked: 0, reconnects: 0 };
+  }
+}
+
+export interface TapBenchResult {
+  events: number;
+  apiRequests: number;
+  wallSeconds: number;
+  eventsPerSecond: number;
+  peakRssMiB: number;
+  simulatorPeakRssMiB: number;
+  duplicatesFiltered: number;
+}
+
+export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean } = {}): Promise<TapBenchResult> {
+  const print = opts.print ?? true;
+  const scenario: TapScenarioOptions = { ratesPerHour: opts.rates ?? RATES, seed: 42 };
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', JSON.stringify(scenario)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const nextLine = async () => JSON.parse(String((await lines.next()).value)) as Record<string, any>;
+  const hello = await nextLine();
+
+  const dir = mkdtempSync(path.join(tmpdir(), 'tap-bench-'));
+  const logger = createLogger({ level: 'warn', pretty: false });
+  const store = await StateStore.open(dir, { logger });
+  const sink = new CountingSink();
+  const start = Date.now() - 7 * DAY + 10 * 60_000;
+  const cfg = tapInputSchema.parse({
+    id: 'bench',
+    credentials: hello.credentials,
+    override_url_base: hello.url,
+    services: Object.fromEntries(TAP_SERVICES.map((s) => [s, { start_time_in_utc: new Date(start).toISOString() }])),
+  });
+  const source = createTapSource(cfg);
+  const pipeline = new Pipeline({ store, sink, sources: [source], logger });
+  const t0 = Date.now();
+  const target = t0 - 10 * 60_000;
+  if (print) process.stdout.write(`backfilling ${new Date(start).toISOString()} .. now, 4 services through /v2/siem/all\n`);
+  await pipeline.start();
+  let lastReport = Date.now();
+  for (;;) {
+    const counters = pipeline.counters();
+    const caughtUp = counters.length === 4 && counters.every((c) => Date.parse((c.cursor as TapCursor | undefined)?.collected_to ?? '1970-01-01T00:00:00Z') >= target);
+    if (caughtUp) break;
+    if (print && Date.now() - lastReport > 5000) {
+      lastReport = Date.now();
+      const at = (counters[0]?.cursor as TapCursor | undefined)?.collected_to ?? '-';
+      process.stdout.write(`  ${sink.records} records, cursor at ${at}, rss ${Math.round(process.memoryUsage().rss / 1048576)} MiB\n`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const wall = (Date.now() - t0) / 1000;
+  const duplicates = pipeline.counters().reduce((n, c) => n + c.duplicates, 0);
+  await pipeline.stop(10_000);
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  child.stdin!.write('stats\n');
+  const stats = await nextLine();
+  child.stdin!.end();
+  await new Promise((r) => child.once('exit', r));
+
+  const result: TapBenchResult = {
+    events: sink.records,
+    apiRequests: stats.requests,
+    wallSeconds: Math.round(wall * 10) / 10,
+    eventsPerSecond: Math.round(sink.records / wall),
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    simulatorPeakRssMiB: Math.round(stats.maxRssKiB / 1024),
+    duplicatesFiltered: duplicates,
+  };
+  if (print) {
+    process.stdout.write(
+      `TAP 7-day backfill, 4 services: ${result.events} events delivered (${stats.served} served, ${duplicates} duplicates filtered)\n` +
+        `  API requests: ${result.apiRequests} (${stats.byStatus})\n` +
+        `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s)\n` +
+        `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n`,
+    );
+  }
+  return result;
+}
+
+/** The child: a simulator on the system clock, answering "stats" on stdin. */
+async function serve(scenarioJson: string): Promise<void> {
+  const { startTapSimulator } = await import('../plugin/simulator/tap/index.ts');
+  const sim = await startTapSimulator(JSON.parse(scenarioJson) as TapScenarioOptions);
+  process.stdout.write(JSON.stringify({ url: sim.url, credentials: sim.credentials }) + '\n');
+  const rl = createInterface({ input: process.stdin });
+  for await (const line of rl) {
+    if (line.trim() !== 'stats') continue;
+    const byStatus = new Map<number, number>();
+    for (const r of sim.requests) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
+    process.stdout.write(
+      JSON.stringify({
+        requests: sim.requests.length,
+        served: sim.requests.reduce((n, r) => n + r.events, 0),
+        byStatus: [...byStatus].map(([s, n]) => `${n} x ${s}`).join(', '),
+        maxRssKiB: process.resourceUsage().maxRSS,
+      }) + '\n',
+    );
+  }
+  await sim.close();
+}
+
+const self = fileURLToPath(import.meta.url);
+if (process.argv[1] && path.resolve(process.argv[1]) === self) {
+  const i = process.argv.indexOf('--serve');
+  if (i >= 0) await serve(process.argv[i + 1]!);
+  else await runTapBench();
+}
