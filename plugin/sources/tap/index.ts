@@ -85,7 +85,7 @@ export function checkTapConfig(cfg: TapInputConfig, now: number = Date.now()): s
     return text === undefined ? now - 3600_000 : (parseTimestampMs(text) ?? now);
   });
   const backfillWindows = Math.ceil((now - Math.max(Math.min(...starts), now - LOOKBACK_MS)) / 3_600_000);
-  if (backfillWindows + perDay > limit) {
+  if (perDay <= limit && backfillWindows + perDay > limit) {
     warnings.push(
       `the backfill needs about ${backfillWindows} one-hour requests on top of ${perDay} a day of polling, more than ` +
         `the ${limit} allowed per 24 h in pool ${pool}; it will pause for the budget`,

@@ -179,7 +179,8 @@ export class TapSource implements Source<TapCursor> {
   async *#run(ctx: SourceContext): AsyncGenerator<Batch<TapCursor>> {
     const cfg = this.#cfg;
     const { clock, signal } = ctx;
-    const log = ctx.logger.child({ input: this.id, source: 'proofpoint_tap' });
+    // The pipeline's logger already names the source and input (source, input_id).
+    const log = ctx.logger;
     const names = this.#names;
     const path = this.path;
     const pool = poolOf(path);
