@@ -183,9 +183,16 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'rate budget spent: no request before it allows, nothing lost',
+    name: 'rate budget spent: no request before it allows (across a restart), nothing lost',
     scenario: { ratesPerHour: LOW_RATES, budgetPerPool: 12 },
     config: { services: startAll(T0 - 20 * HOUR), max_requests_per_day: 12 },
+    run: async (h) => {
+      await h.start();
+      await h.runUntil(() => h.sim.requests.length >= 8);
+      // The persisted request log tells the new source that 8 of 12 are spent.
+      await h.restart();
+      await h.runUntilSettled(T0 - 45 * MIN);
+    },
     settleTo: T0 - 45 * MIN,
     span: [T0 - 20 * HOUR, T0 - 45 * MIN],
     check: (h) => {
