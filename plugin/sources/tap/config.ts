@@ -92,6 +92,12 @@ export const tapInputSchema = z
     retry_max_secs: positiveInt.default(300),
     /** Seconds one request may take, answer body included (there is no paging: an hour can be big). */
     request_timeout_secs: positiveInt.default(120),
+    /**
+     * While catching up, ask for the next window while the current one's events are delivered (at
+     * most one window ahead, only when the budget allows it at once). Costs memory for one more
+     * answer; saves the API's response time on every window of a backfill.
+     */
+    prefetch_next_window: z.boolean().default(false),
     /** Events per batch at most; a larger window answer is split (only its last batch moves the cursor). */
     max_events_per_batch: positiveInt.default(2000),
     services: z.strictObject({

@@ -56,6 +56,18 @@ export interface TapCursor {
   settled_to: string;
 }
 
+/** One window's answer (or the error that came instead), with the time its request was sent. */
+type Fetched = { w: Window; sentAt: number; answer: WindowAnswer } | { w: Window; sentAt: number; error: unknown };
+
+/** A window's events for one service, with the cursor its last batch carries. */
+interface Routed {
+  svc: TapServiceName;
+  elements: unknown[];
+  cursor: TapCursor;
+  /** One commit callback per batch. */
+  done: Array<(o: BatchOutcome) => void>;
+}
+
 export interface TapSourceOptions {
   dispatcher?: Dispatcher;
 }
@@ -265,37 +277,50 @@ export class TapSource implements Source<TapCursor> {
       return planNext(minPositions([...positions.values()]), now, windowOptions());
     };
 
+    /** Sends one window's request; never rejects (an error comes back as `error`). */
+    const send = (w: Window, sentAt: number): Promise<Fetched> =>
+      client.fetchWindow(path, w, signal).then(
+        (answer) => ({ w, sentAt, answer }),
+        (error: unknown) => ({ w, sentAt, error }),
+      );
+    /** The next window's request, sent while the current window's batches are consumed. */
+    let ahead: Promise<Fetched> | undefined;
     /** Requests made for the window being fetched, retries included (for the cycle's statistics). */
     let attempts = 0;
     let firstAttemptAt: number | undefined;
     try {
       while (!signal.aborted) {
-        const plan = planAt(clock.now());
-        if ('waitUntil' in plan) {
-          if (!(await pause(plan.waitUntil - clock.now()))) return;
-          continue;
-        }
-        try {
-          await budget.acquire(pool, signal);
-        } catch {
-          return; // shutdown while waiting for the budget
-        }
-        // The budget may have made us wait: plan again with the time the request is really sent.
-        const sentAt = clock.now();
-        const ready = planAt(sentAt);
-        if ('waitUntil' in ready) continue;
-        const w = ready.window;
-        const problem = windowProblem(w, sentAt);
-        if (problem !== undefined) {
-          throw new Error(`TAP window ${formatInterval(w)} would be refused (${problem}); this is a bug in the window planner`);
+        let fetched: Fetched;
+        if (ahead !== undefined) {
+          fetched = await ahead;
+          ahead = undefined;
+        } else {
+          const plan = planAt(clock.now());
+          if ('waitUntil' in plan) {
+            if (!(await pause(plan.waitUntil - clock.now()))) return;
+            continue;
+          }
+          try {
+            await budget.acquire(pool, signal);
+          } catch {
+            return; // shutdown while waiting for the budget
+          }
+          // The budget may have made us wait: plan again with the time the request is really sent.
+          const sentAt = clock.now();
+          const ready = planAt(sentAt);
+          if ('waitUntil' in ready) continue;
+          const problem = windowProblem(ready.window, sentAt);
+          if (problem !== undefined) {
+            throw new Error(`TAP window ${formatInterval(ready.window)} would be refused (${problem}); this is a bug in the window planner`);
+          }
+          fetched = await send(ready.window, sentAt);
         }
         attempts++;
-        firstAttemptAt ??= sentAt;
-        let answer: WindowAnswer;
-        try {
-          answer = await client.fetchWindow(path, w, signal);
-        } catch (err) {
+        firstAttemptAt ??= fetched.sentAt;
+        if ('error' in fetched) {
           if (signal.aborted) return;
+          const err = fetched.error;
+          const w = fetched.w;
           if (err instanceof CredentialsError) {
             log.error({ err: { code: err.code, message: err.message } }, `${err.message}; input ${this.id} is stopped (error ${err.code}), other inputs go on`);
             for (const s of names) ctx.health.set(s, 'failed', `error ${err.code}: ${err.message}`);
@@ -313,7 +338,7 @@ export class TapSource implements Source<TapCursor> {
             extraLagMs = Math.min(EXTRA_LAG_CAP_MS, extraLagMs + EXTRA_LAG_STEP_MS);
             const waitMs = cfg.window_lag_secs * 1000 + extraLagMs;
             log.warn(
-              { window: formatInterval(w), lag_secs: (cfg.window_lag_secs * 1000 + extraLagMs) / 1000 },
+              { window: formatInterval(w), lag_secs: waitMs / 1000 },
               `TAP says ${formatInterval(w)} is still current (its clock is behind ours); waiting ${waitMs / 1000} s and keeping windows further behind`,
             );
             if (!(await pause(waitMs))) return;
@@ -344,12 +369,30 @@ export class TapSource implements Source<TapCursor> {
         budget.succeeded(pool);
         setHealth('ok');
 
+        const { w, sentAt, answer } = fetched;
         const cycle = new Cycle(this.#nextPullingId(sentAt), w, firstAttemptAt, attempts, (c) =>
           this.#logCycle(c, log, clock.now(), budget),
         );
         attempts = 0;
         firstAttemptAt = undefined;
-        yield* this.#batches(w, sentAt, answer, positions, cycle, clock.now(), log);
+        const receivedAt = clock.now();
+        const routed = this.#route(w, sentAt, answer, positions, cycle, log);
+
+        // Catching up, the next window is due at once: ask for it now, so the API works on it while
+        // this one's batches are delivered. At most one window ahead, only when the budget allows
+        // it without waiting; its answer is handled (or its error retried) on the next turn.
+        if (cfg.prefetch_next_window && !signal.aborted) {
+          const now = clock.now();
+          const next = planAt(now);
+          if ('window' in next && budget.nextAllowedAt(pool) <= now && windowProblem(next.window, now) === undefined) {
+            const nw = next.window;
+            ahead = budget.acquire(pool, signal).then(
+              () => send(nw, clock.now()),
+              (error: unknown) => ({ w: nw, sentAt: now, error }),
+            );
+          }
+        }
+        yield* this.#emit(routed, cycle, receivedAt);
       }
     } finally {
       await client.close();
@@ -357,21 +400,15 @@ export class TapSource implements Source<TapCursor> {
   }
 
   /**
-   * Routes a window's arrays to their services and yields their batches. A service whose positions
-   * are already past the window gets nothing (its events there are settled and delivered).
+   * Routes a window's arrays to their services and advances their positions (in memory). A service
+   * whose positions are already past the window gets nothing (its events there are settled and
+   * delivered). Every batch is registered with the cycle before the first is yielded: the cycle
+   * is complete only when all of them are committed.
    */
-  *#batches(
-    w: Window,
-    sentAt: number,
-    answer: WindowAnswer,
-    positions: Map<TapServiceName, Positions>,
-    cycle: Cycle,
-    receivedAt: number,
-    log: Logger,
-  ): Generator<Batch<TapCursor>> {
+  #route(w: Window, sentAt: number, answer: WindowAnswer, positions: Map<TapServiceName, Positions>, cycle: Cycle, log: Logger): Routed[] {
     const cfg = this.#cfg;
     const max = cfg.max_events_per_batch;
-    const out: Array<{ svc: TapServiceName; elements: unknown[]; cursor: TapCursor }> = [];
+    const out: Routed[] = [];
     for (const svc of this.#names) {
       const pos = positions.get(svc)!;
       if (!windowConcerns(pos, w)) continue;
@@ -380,34 +417,34 @@ export class TapSource implements Source<TapCursor> {
         settleDelayMs: cfg.settle_delay_secs * 1000,
       });
       positions.set(svc, next);
-      out.push({ svc, elements: answer.arrays[svc] ?? [], cursor: toCursor(next) });
+      const elements = answer.arrays[svc] ?? [];
+      const parts = Math.max(1, Math.ceil(elements.length / max));
+      out.push({ svc, elements, cursor: toCursor(next), done: Array.from({ length: parts }, () => cycle.expect()) });
     }
-    if (out.length === 0) {
-      log.debug({ window: formatInterval(w) }, 'TAP window concerned no service');
-      return;
-    }
-    // Register every batch before the first is yielded: the cycle is complete only when all are.
-    const plans = out.map((o) => {
-      const parts = Math.max(1, Math.ceil(o.elements.length / max));
-      return { ...o, parts, done: Array.from({ length: parts }, () => cycle.expect()) };
-    });
-    for (const p of plans) {
-      for (let i = 0; i < p.parts; i++) {
+    if (out.length === 0) log.debug({ window: formatInterval(w) }, 'TAP window concerned no service');
+    return out;
+  }
+
+  /** Yields routed events in batches of at most `max_events_per_batch`; the last of a service carries its cursor. */
+  *#emit(routed: Routed[], cycle: Cycle, receivedAt: number): Generator<Batch<TapCursor>> {
+    const max = this.#cfg.max_events_per_batch;
+    for (const r of routed) {
+      for (let i = 0; i < r.done.length; i++) {
         const events: SourceEvent[] = [];
         const rejected: RejectedInput[] = [];
-        for (const el of p.elements.slice(i * max, (i + 1) * max)) {
-          const built = buildEvent(p.svc, el, receivedAt);
+        for (const el of r.elements.slice(i * max, (i + 1) * max)) {
+          const built = buildEvent(r.svc, el, receivedAt);
           if ('event' in built) events.push(built.event);
           else rejected.push(built.rejected);
         }
-        const last = i === p.parts - 1;
+        const last = i === r.done.length - 1;
         yield {
-          service: p.svc,
+          service: r.svc,
           pullingId: cycle.pullingId,
           events,
-          ...(last ? { cursor: p.cursor } : {}),
+          ...(last ? { cursor: r.cursor } : {}),
           ...(rejected.length > 0 ? { rejected } : {}),
-          onCommitted: p.done[i],
+          onCommitted: r.done[i],
         };
       }
     }

@@ -136,3 +136,46 @@ test('each pull cycle logs its statistics once committed', async () => {
     await h.close();
   }
 });
+
+test('look-ahead (prefetch_next_window): one window ahead at most, errors retried, nothing lost or doubled', async () => {
+  const h = await TapHarness.create({
+    mode: 'direct',
+    scenario: { ratesPerHour: { clicksBlocked: 20, clicksPermitted: 0, messagesBlocked: 20, messagesDelivered: 0 } },
+    config: {
+      prefetch_next_window: true,
+      services: { clicksBlocked: { start_time_in_utc: iso(T0 - 30 * HOUR) }, messagesBlocked: { start_time_in_utc: iso(T0 - 30 * HOUR) } },
+    },
+  });
+  try {
+    // By hand first: after one window's first batch, its successor is asked for, and no more.
+    const ac = new AbortController();
+    const it = createTapSource(h.config, { clock: h.clock }).run(directContext(new DirectState(), h.tracking, captureLogger().logger, ac.signal))[Symbol.asyncIterator]();
+    await it.next();
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 2));
+    assert.equal(h.sim.requests.length, 2, 'the next window is in flight while this one is consumed, and only that one');
+    ac.abort();
+    await it.return?.(undefined);
+    await new Promise((r) => setTimeout(r, 20));
+    const before = h.sim.requests.length;
+
+    // Then a whole backfill, with failures that hit looked-ahead requests too.
+    h.sim.inject({ kind: 'status', status: 503, times: 2 });
+    h.sim.inject({ kind: 'reset', times: 1 });
+    await h.start();
+    await h.runUntilSettled(T0 - 45 * MIN);
+    for (const s of ['clicksBlocked', 'messagesBlocked'] as const) {
+      const r = compareWithTruth(h, s, T0 - 30 * HOUR, T0 - 45 * MIN);
+      assert.deepEqual(r.missing, [], `${s}: nothing lost`);
+      assert.deepEqual(r.duplicated, [], `${s}: nothing twice`);
+    }
+    const fresh = h.sim.requests.slice(before).filter((r) => r.status === 200 || r.status === 204).map((r) => r.window!);
+    for (let i = 1; i < fresh.length; i++) {
+      if (fresh[i]!.end - fresh[i]!.start === HOUR && fresh[i - 1]!.end - fresh[i - 1]!.start === HOUR) {
+        assert.equal(fresh[i]!.start, fresh[i - 1]!.end, 'backfill windows follow each other');
+      }
+    }
+    assert.ok(h.warnings().some((l) => /HTTP 503/.test(l.msg)), 'the failed look-ahead was retried');
+  } finally {
+    await h.close();
+  }
+});

@@ -12,12 +12,13 @@ import { startTapSimulator } from '../../../plugin/simulator/tap/index.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
 import { MemorySink } from '../../helpers/memory-sink.ts';
 import { tmpDir } from '../../helpers/tmp.ts';
-import { HOUR, T0, captureLogger, driveUntil, invalidRequests } from './harness.ts';
+import { HOUR, T0, TrackingClock, captureLogger, driveUntil, invalidRequests } from './harness.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 test('401: error 100 stops that input with a clear message; the other input goes on', async () => {
   const clock = new FakeClock(T0);
+  const tracking = new TrackingClock(clock);
   const sim = await startTapSimulator({ clock, ratesPerHour: { clicksBlocked: 20, clicksPermitted: 20, messagesBlocked: 20, messagesDelivered: 20 } });
   const { logger, lines } = captureLogger();
   const store = await StateStore.open(tmpDir(), { clock, logger });
@@ -28,11 +29,11 @@ test('401: error 100 stops that input with a clear message; the other input goes
     { clock },
   );
   const good = createTapSource(tapInputSchema.parse({ id: 'tap-good', credentials: sim.credentials, override_url_base: sim.url, services }), { clock });
-  const p = new Pipeline({ store, sink, sources: [bad, good], clock, logger });
+  const p = new Pipeline({ store, sink, sources: [bad, good], clock: tracking, logger });
   try {
     await p.start();
     const cursorOf = (input: string, s: string) => p.counters().find((c) => c.input === input && c.service === s)?.cursor as { settled_to: string } | undefined;
-    await driveUntil(clock, sim, () => `${sink.sends.length}`, () =>
+    await driveUntil(tracking, sim, () => `${sink.sends.length}`, () =>
       ['clicksBlocked', 'messagesDelivered'].every((s) => Date.parse(cursorOf('tap-good', s)?.settled_to ?? iso(0)) >= T0 - HOUR),
     );
     for (const s of ['clicksBlocked', 'messagesDelivered']) {

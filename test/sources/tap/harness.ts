@@ -15,6 +15,7 @@ import { tmpDir } from '../../helpers/tmp.ts';
 import { Pipeline } from '../../../plugin/pipeline/pipeline.ts';
 import { StateStore } from '../../../plugin/state/store.ts';
 import type { Batch, RequestLog, ServiceStatus, Source, SourceContext } from '../../../plugin/sources/source.ts';
+import type { Clock } from '../../../plugin/util/clock.ts';
 import { tapInputSchema, type TapInputConfigInput } from '../../../plugin/sources/tap/config.ts';
 import { createTapSource, type TapCursor, type TapInputConfig, type TapServiceName } from '../../../plugin/sources/tap/index.ts';
 import { parseInterval, startTapSimulator, type TapScenarioOptions, type TapSimulator } from '../../../plugin/simulator/tap/index.ts';
@@ -40,6 +41,30 @@ export function captureLogger(level = 'debug'): { logger: Logger; lines: LogLine
   });
   const logger = pino({ level, base: undefined, formatters: { level: (label) => ({ level: label }) } }, stream);
   return { logger, lines };
+}
+
+/**
+ * The fake clock as the source and pipeline see it, counting the sleeps in progress: the source
+ * sleeps only when it has nothing to do until some time (next poll, budget, backoff), which is
+ * exactly when a test may move time. Timers (the pipeline's sweep) are not sleeps.
+ */
+export class TrackingClock implements Clock {
+  sleeping = 0;
+  constructor(readonly fake: FakeClock) {}
+  now(): number {
+    return this.fake.now();
+  }
+  setTimer(ms: number, fn: () => void): () => void {
+    return this.fake.setTimer(ms, fn);
+  }
+  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    this.sleeping++;
+    try {
+      await this.fake.sleep(ms, signal);
+    } finally {
+      this.sleeping--;
+    }
+  }
 }
 
 export class MemoryRequestLog implements RequestLog {
@@ -129,7 +154,7 @@ interface Runner {
 }
 
 /** A SourceContext over DirectState (what the pipeline would hand a source). */
-export function directContext(state: DirectState, clock: FakeClock, logger: Logger, signal: AbortSignal): SourceContext {
+export function directContext(state: DirectState, clock: Clock, logger: Logger, signal: AbortSignal): SourceContext {
   return {
     clock,
     logger,
@@ -147,7 +172,7 @@ class DirectRunner implements Runner {
   #abort?: AbortController;
   #running?: Promise<void>;
   #error: unknown;
-  constructor(readonly clock: FakeClock, readonly logger: Logger) {}
+  constructor(readonly clock: Clock, readonly logger: Logger) {}
 
   async start(source: Source, ctxFor: (signal: AbortSignal, base: SourceContext | undefined) => SourceContext): Promise<void> {
     this.#error = undefined;
@@ -192,7 +217,7 @@ class PipelineRunner implements Runner {
   sink?: MemorySink;
   #source?: Source;
   #lastHealth = new Map<string, { status: ServiceStatus; reason?: string }>();
-  constructor(readonly clock: FakeClock, readonly logger: Logger) {}
+  constructor(readonly clock: Clock, readonly logger: Logger) {}
 
   async start(source: Source): Promise<void> {
     this.store = await StateStore.open(this.dir, { clock: this.clock, logger: this.logger });
@@ -258,6 +283,8 @@ class PipelineRunner implements Runner {
 
 export class TapHarness {
   readonly clock: FakeClock;
+  /** What the source and the pipeline are given. */
+  readonly tracking: TrackingClock;
   readonly sim: TapSimulator;
   readonly logs: LogLine[];
   readonly runner: Runner;
@@ -267,12 +294,13 @@ export class TapHarness {
 
   private constructor(clock: FakeClock, sim: TapSimulator, cfg: TapInputConfig, mode: 'pipeline' | 'direct') {
     this.clock = clock;
+    this.tracking = new TrackingClock(clock);
     this.sim = sim;
     this.#cfg = cfg;
     const { logger, lines } = captureLogger();
     this.#logger = logger;
     this.logs = lines;
-    this.runner = mode === 'direct' ? new DirectRunner(clock, logger) : new PipelineRunner(clock, logger);
+    this.runner = mode === 'direct' ? new DirectRunner(this.tracking, logger) : new PipelineRunner(this.tracking, logger);
   }
 
   static async create(o: HarnessOptions = {}): Promise<TapHarness> {
@@ -345,7 +373,7 @@ export class TapHarness {
 
   /** Moves time (only when quiet) until `pred` holds; throws if the source failed first. */
   async runUntil(pred: () => boolean, o: DriveOptions & { allowFailure?: boolean } = {}): Promise<void> {
-    await driveUntil(this.clock, this.sim, () => this.runner.progress(), () => {
+    await driveUntil(this.tracking, this.sim, () => this.runner.progress(), () => {
       const failure = this.runner.failure();
       if (failure !== undefined && !o.allowFailure) throw failure instanceof Error ? failure : new Error(`source failed: ${String(failure)}`);
       return pred();
@@ -382,12 +410,12 @@ export interface DriveOptions {
 }
 
 /**
- * Moves the fake clock to its next timer whenever the system is quiet: no request in flight at the
- * simulator and no change in requests or `progress()` for a few real turns. Stops when `pred`
- * holds. Moving time while something is in flight would not break the source (windows are
- * computed from the time a request is sent), it only makes runs less repeatable.
+ * Moves the fake clock to its next timer whenever the source sleeps (it has nothing to do until
+ * some time) and nothing is in flight at the simulator or changing in `progress()` for a few real
+ * turns. Stops when `pred` holds. Time never moves while the source works, so a request is stamped
+ * by the simulator with the time the source sent it.
  */
-export async function driveUntil(clock: FakeClock, sim: TapSimulator, progress: () => string, pred: () => boolean, o: DriveOptions = {}): Promise<void> {
+export async function driveUntil(clock: TrackingClock, sim: TapSimulator, progress: () => string, pred: () => boolean, o: DriveOptions = {}): Promise<void> {
   const realDeadline = Date.now() + (o.realMs ?? 30_000);
   const virtualDeadline = clock.now() + (o.maxVirtualMs ?? 30 * DAY);
   let last = '';
@@ -398,15 +426,15 @@ export async function driveUntil(clock: FakeClock, sim: TapSimulator, progress: 
     }
     await new Promise((r) => setTimeout(r, 1));
     const sig = `${sim.requests.length}|${sim.pending}|${progress()}`;
-    if (sig !== last || sim.pending > 0) {
+    if (sig !== last || sim.pending > 0 || clock.sleeping === 0) {
       last = sig;
       quiet = 0;
       continue;
     }
-    if (++quiet < 3) continue;
+    if (++quiet < 2) continue;
     quiet = 0;
     if (clock.now() > virtualDeadline) throw new Error('driveUntil: virtual time limit reached');
-    await clock.tick();
+    await clock.fake.tick();
   }
 }
 
