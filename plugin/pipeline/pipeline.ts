@@ -213,11 +213,17 @@ export class Pipeline {
     const events = batch.events;
     const outcome: BatchOutcome = { received: events.length, duplicates: 0, sent: 0, deadLettered: 0 };
 
-    // Keys seen in this batch, in flight, or committed.
-    const candidates: string[] = [];
-    for (const e of events) if (e.key !== undefined && !inFlight.has(e.key)) candidates.push(e.key);
-    const committed = await this.#store.seen.has(scope, candidates);
+    // Keys already delivered: in flight now, or committed. In-flight keys are decided before the
+    // store look-up, because a batch that commits during the look-up leaves in-flight for the store
+    // after the look-up was made.
     const known = new Set<string>();
+    const candidates: string[] = [];
+    for (const e of events) {
+      if (e.key === undefined) continue;
+      if (inFlight.has(e.key)) known.add(e.key);
+      else candidates.push(e.key);
+    }
+    const committed = await this.#store.seen.has(scope, candidates);
     candidates.forEach((k, i) => {
       if (committed[i]) known.add(k);
     });
@@ -228,7 +234,7 @@ export class Pipeline {
     const maxBytes = this.#sink.maxRecordBytes(spec.tag);
     for (const e of events) {
       if (e.key !== undefined) {
-        if (inFlight.has(e.key) || known.has(e.key) || batchKeys.has(e.key)) {
+        if (known.has(e.key) || batchKeys.has(e.key)) {
           outcome.duplicates++;
           continue;
         }
