@@ -7,7 +7,7 @@
  * The simulator runs in a child process (this file, started with `--serve`), so the RSS measured
  * is the sidecar's own, and the two do not share one event loop.
  *
- *   npx tsx bench/tap.ts          or   npm run bench -- tap
+ *   npx tsx bench/tap.ts [--prefetch]     or   npm run bench -- tap
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -82,7 +82,7 @@ export interface TapBenchResult {
   duplicatesFiltered: number;
 }
 
-export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean } = {}): Promise<TapBenchResult> {
+export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean; prefetch?: boolean } = {}): Promise<TapBenchResult> {
   const print = opts.print ?? true;
   const scenario: TapScenarioOptions = { ratesPerHour: opts.rates ?? RATES, seed: 42 };
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', JSON.stringify(scenario)], {
@@ -101,13 +101,18 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean 
     id: 'bench',
     credentials: hello.credentials,
     override_url_base: hello.url,
+    prefetch_next_window: opts.prefetch ?? false,
     services: Object.fromEntries(TAP_SERVICES.map((s) => [s, { start_time_in_utc: new Date(start).toISOString() }])),
   });
   const source = createTapSource(cfg);
   const pipeline = new Pipeline({ store, sink, sources: [source], logger });
   const t0 = Date.now();
   const target = t0 - 10 * 60_000;
-  if (print) process.stdout.write(`backfilling ${new Date(start).toISOString()} .. now, 4 services through /v2/siem/all\n`);
+  if (print) {
+    process.stdout.write(
+      `backfilling ${new Date(start).toISOString()} .. now, 4 services through /v2/siem/all${cfg.prefetch_next_window ? ', one window ahead' : ''}\n`,
+    );
+  }
   await pipeline.start();
   let lastReport = Date.now();
   for (;;) {
@@ -178,5 +183,5 @@ const self = fileURLToPath(import.meta.url);
 if (process.argv[1] && path.resolve(process.argv[1]) === self) {
   const i = process.argv.indexOf('--serve');
   if (i >= 0) await serve(process.argv[i + 1]!);
-  else await runTapBench();
+  else await runTapBench({ prefetch: process.argv.includes('--prefetch') });
 }
