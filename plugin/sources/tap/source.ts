@@ -13,6 +13,10 @@
  * and reach the store only when the pipeline commits them. A window's answer is split into batches
  * of at most `max_events_per_batch`; only the last batch of a service carries its cursor, so a
  * crash mid-window re-queries the window and the committed keys drop what was already delivered.
+ *
+ * Backpressure is the iterator: nothing is fetched while the pipeline is not asking for batches,
+ * except, with `prefetch_next_window`, the one next window of a catch-up (its answer waits in
+ * memory; its errors are handled on the next turn like any other request's).
  */
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
