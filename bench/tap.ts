@@ -7,7 +7,7 @@
  * The simulator runs in a child process (this file, started with `--serve`), so the RSS measured
  * is the sidecar's own, and the two do not share one event loop.
  *
- *   npx tsx bench/tap.ts [--prefetch]     or   npm run bench -- tap
+ *   npx tsx bench/tap.ts [--no-prefetch]     or   npm run bench -- tap
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -101,7 +101,7 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     id: 'bench',
     credentials: hello.credentials,
     override_url_base: hello.url,
-    prefetch_next_window: opts.prefetch ?? false,
+    ...(opts.prefetch !== undefined ? { prefetch_next_window: opts.prefetch } : {}),
     services: Object.fromEntries(TAP_SERVICES.map((s) => [s, { start_time_in_utc: new Date(start).toISOString() }])),
   });
   const source = createTapSource(cfg);
@@ -183,5 +183,5 @@ const self = fileURLToPath(import.meta.url);
 if (process.argv[1] && path.resolve(process.argv[1]) === self) {
   const i = process.argv.indexOf('--serve');
   if (i >= 0) await serve(process.argv[i + 1]!);
-  else await runTapBench({ prefetch: process.argv.includes('--prefetch') });
+  else await runTapBench(process.argv.includes('--no-prefetch') ? { prefetch: false } : {});
 }

@@ -97,7 +97,7 @@ export const tapInputSchema = z
      * most one window ahead, only when the budget allows it at once). Costs memory for one more
      * answer; saves the API's response time on every window of a backfill.
      */
-    prefetch_next_window: z.boolean().default(false),
+    prefetch_next_window: z.boolean().default(true),
     /** Events per batch at most; a larger window answer is split (only its last batch moves the cursor). */
     max_events_per_batch: positiveInt.default(2000),
     services: z.strictObject({

@@ -52,13 +52,14 @@ test('a big window is split into bounded batches; only the last of a service car
   }
 });
 
-test('backpressure: no request while the consumer is not asking for batches', async () => {
+test('backpressure: without look-ahead, no request while the consumer is not asking for batches', async () => {
   const clock = new FakeClock(T0);
   const sim = await startTapSimulator({ clock, quirks: NO_QUIRKS, ratesPerHour: { clicksBlocked: 20, clicksPermitted: 20, messagesBlocked: 20, messagesDelivered: 20 } });
   const cfg = tapInputSchema.parse({
     id: 't',
     credentials: sim.credentials,
     override_url_base: sim.url,
+    prefetch_next_window: false,
     services: { clicksBlocked: { start_time_in_utc: iso(T0 - 48 * HOUR) } },
   });
   const ac = new AbortController();
