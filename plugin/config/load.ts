@@ -215,6 +215,9 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], raw: unknown): string
       out.push(`${where}: is required (${expected(issue)})`);
     } else if (issue.code === 'invalid_union' && at[at.length - 1] === 'type') {
       out.push(`${where}: must be one of "forward", "stdout"`);
+    } else if (/^start_time(_in_utc)?$/.test(at[at.length - 1] ?? '')) {
+      // The Devo collectors report a bad start time as error 101.
+      out.push(`${where}: error 101: ${describe(issue)}${value === undefined ? '' : ` (got ${JSON.stringify(value)})`}`);
     } else {
       const shown = secret || value === undefined || isPlainObject(value) || Array.isArray(value) ? '' : ` (got ${JSON.stringify(value)})`;
       out.push(`${where}: ${describe(issue)}${shown}`);

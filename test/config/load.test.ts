@@ -198,7 +198,7 @@ test('timestamps: RFC 3339 / ISO 8601 with Z, -0500 or -05:00, and microseconds'
     loadConfigObject({ inputs: { proofpoint_tap: tap({ services: { clicksBlocked: { start_time_in_utc: '2026-11-20 00:00' } } }) } }),
   );
   assert.equal(p.length, 1);
-  assert.match(p[0]!, /^inputs\.proofpoint_tap\.services\.clicksBlocked\.start_time_in_utc: must be an RFC 3339 \/ ISO 8601 timestamp/);
+  assert.match(p[0]!, /^inputs\.proofpoint_tap\.services\.clicksBlocked\.start_time_in_utc: error 101: must be an RFC 3339 \/ ISO 8601 timestamp/);
 });
 
 test('invalid YAML and non-mapping documents are config errors', () => {
