@@ -21,6 +21,7 @@ import { scopeOf, type StateStore } from '../state/store.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { HealthRegistry } from '../telemetry/health.ts';
+import { SourceMetricsStore } from '../telemetry/source-metrics.ts';
 import { DeadLetterFile, type DeadLetterEntry } from './dead-letter.ts';
 
 export interface PipelineOptions {
@@ -95,6 +96,8 @@ export class Pipeline {
   readonly #runs: SourceRun[] = [];
   readonly #counters = new Map<string, ServiceCounters>();
   readonly health: HealthRegistry;
+  /** What sources count themselves (TAP requests per pool, POD reconnects and 409s). */
+  readonly sourceMetrics = new SourceMetricsStore();
   #loops: Promise<void>[] = [];
   #cancelSweep?: () => void;
   #sweeping?: Promise<void>;
@@ -158,6 +161,7 @@ export class Pipeline {
         resetServices: reset,
         requestLog: this.#store.requests.forInput(source.id),
         health: this.health.reporterFor(source.id),
+        metrics: this.sourceMetrics.forInput(source.id),
       };
       this.#loops.push(this.#runSource(run, ctx));
     }

@@ -106,6 +106,7 @@ export interface SourceContext {
   /** This input's persisted request log (rate budgets). */
   requestLog: RequestLog;
   health: HealthReporter;
+  metrics?: SourceMetrics;
 }
 
 export interface Source<C = unknown> {
@@ -118,4 +119,15 @@ export interface Source<C = unknown> {
    * inside with backoff and reported through logs and health; only unrecoverable errors throw.
    */
   run(ctx: SourceContext): AsyncIterable<Batch<C>>;
+}
+
+/**
+ * Source-specific metrics, exported on /metrics with the input's `input_id` label. The names are
+ * declared once, with their help text, in telemetry/source-metrics.ts.
+ */
+export interface SourceMetrics {
+  /** Sets a gauge (e.g. TAP requests left in a pool). */
+  set(name: string, labels: Record<string, string>, value: number): void;
+  /** Adds to a counter (e.g. POD 409 answers). */
+  inc(name: string, labels: Record<string, string>, by?: number): void;
 }

@@ -8,7 +8,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { SOURCE_METRICS, type SourceMetricName } from './source-metrics.ts';
 import type { Sink } from '../output/sink.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { StateStore } from '../state/store.ts';
@@ -109,6 +110,33 @@ export function createMetrics(d: HttpDeps): Registry {
   sinkGauge('proofpoint_sidecar_output_ack_latency_seconds', 'Latency of the last acknowledgement', (s) =>
     s.lastAckLatencyMs === undefined ? undefined : s.lastAckLatencyMs / 1000,
   );
+  for (const [name, m] of Object.entries(SOURCE_METRICS) as Array<[SourceMetricName, (typeof SOURCE_METRICS)[SourceMetricName]]>) {
+    const labelNames = ['input_id', ...m.labels];
+    const read = () => d.pipeline.sourceMetrics.values(name);
+    if (m.type === 'counter') {
+      new Counter({
+        name: `proofpoint_sidecar_${name}`,
+        help: m.help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const v of read()) this.inc(v.labels, v.value);
+        },
+      });
+    } else {
+      new Gauge({
+        name: `proofpoint_sidecar_${name}`,
+        help: m.help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const v of read()) this.set(v.labels, v.value);
+        },
+      });
+    }
+  }
   return registry;
 }
 

@@ -12,6 +12,8 @@ test('/healthz, /readyz and /metrics reflect the pipeline, the output and servic
   const store = await StateStore.open(tmpDir());
   const sink = new MemorySink();
   const src = new ScriptedSource('100002', [spec('maillog')], async function* (ctx) {
+    ctx.metrics?.inc('pod_conflicts_total', { service: 'maillog' });
+    ctx.metrics?.inc('pod_conflicts_total', { service: 'maillog' });
     yield { service: 'maillog', pullingId: 1, events: [ev('a'), ev('b'), ev('a')], cursor: { ts: '2026-11-23T11:00:00.000000-0100' } };
     await new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }));
   }, 'proofpoint_on_demand');
@@ -32,6 +34,8 @@ test('/healthz, /readyz and /metrics reflect the pipeline, the output and servic
     assert.match(metrics, /proofpoint_sidecar_duplicates_total\{input_id="100002",source="proofpoint_on_demand",service="maillog"\} 1/);
     assert.match(metrics, /proofpoint_sidecar_lag_seconds\{input_id="100002",source="proofpoint_on_demand",service="maillog"\} \d+/);
     assert.match(metrics, /proofpoint_sidecar_output_connected 1/);
+    assert.match(metrics, /# TYPE proofpoint_sidecar_pod_conflicts_total counter/);
+    assert.match(metrics, /proofpoint_sidecar_pod_conflicts_total\{input_id="100002",service="maillog"\} 2/);
     assert.match(metrics, /proofpoint_sidecar_process_resident_memory_bytes \d+/);
 
     pipeline.health.set('100002', 'maillog', 'failed', 'POD answered 401: invalid token');

@@ -13,7 +13,7 @@
  * same credential, a lost state directory) blocks the pool for a long backoff: minutes to hours.
  */
 import type { Logger } from 'pino';
-import type { RequestLog } from '../source.ts';
+import type { RequestLog, SourceMetrics } from '../source.ts';
 import type { Clock } from '../../util/clock.ts';
 import { Backoff } from '../../util/backoff.ts';
 import { formatUtc } from '../../util/time.ts';
@@ -41,6 +41,8 @@ export interface RateBudgetOptions {
   throttleMaxMs: number;
   /** For the throttle backoff's jitter; tests pass a constant. */
   random?: () => number;
+  /** Requests sent, requests left and 429s per pool, for /metrics. */
+  metrics?: SourceMetrics;
 }
 
 interface PoolState {
@@ -53,7 +55,7 @@ interface PoolState {
 }
 
 export class RateBudget {
-  readonly #o: Required<Omit<RateBudgetOptions, 'random'>> & { random?: () => number };
+  readonly #o: Required<Omit<RateBudgetOptions, 'random' | 'metrics'>> & Pick<RateBudgetOptions, 'random' | 'metrics'>;
   readonly #pools = new Map<TapPool, PoolState>();
 
   constructor(o: RateBudgetOptions) {
@@ -76,6 +78,7 @@ export class RateBudget {
         }),
         lastPrune: 0,
       });
+      this.#o.metrics?.set('tap_requests_left', { pool }, this.remaining(pool));
     }
   }
 
@@ -118,6 +121,8 @@ export class RateBudget {
       if (at <= now) {
         s.times.push(now);
         await this.#o.log.record(pool, now);
+        this.#o.metrics?.inc('tap_requests_total', { pool });
+        this.#o.metrics?.set('tap_requests_left', { pool }, this.remaining(pool));
         await this.#prunePersisted(pool, s, now);
         return;
       }
@@ -135,6 +140,7 @@ export class RateBudget {
     const s = this.#state(pool);
     const wait = s.throttle.next();
     s.blockedUntil = this.#o.clock.now() + wait;
+    this.#o.metrics?.inc('tap_throttled_total', { pool });
     return s.blockedUntil;
   }
 

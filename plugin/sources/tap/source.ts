@@ -215,6 +215,7 @@ export class TapSource implements Source<TapCursor> {
       limit: cfg.max_requests_per_day,
       throttleInitialMs: cfg.throttle_backoff_initial_secs * 1000,
       throttleMaxMs: cfg.throttle_backoff_max_secs * 1000,
+      metrics: ctx.metrics,
     });
     await budget.load(TAP_POOLS);
 

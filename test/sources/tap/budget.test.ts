@@ -77,3 +77,29 @@ test('acquire gives up when shutdown aborts the wait', async () => {
   ac.abort(new Error('stop'));
   await assert.rejects(waiting, /stop/);
 });
+
+test('requests sent, requests left and 429s are reported per pool for /metrics', async () => {
+  const { SourceMetricsStore } = await import('../../../plugin/telemetry/source-metrics.ts');
+  const clock = new FakeClock();
+  const store = new SourceMetricsStore();
+  const b = new RateBudget({
+    log: new MemoryRequestLog(),
+    clock,
+    logger: silentLogger(),
+    limit: 5,
+    throttleInitialMs: 15 * 60_000,
+    throttleMaxMs: 4 * 3600_000,
+    random: () => 0,
+    metrics: store.forInput('100001'),
+  });
+  await b.load(['shared', 'clicksPermitted']);
+  const signal = new AbortController().signal;
+  await b.acquire('shared', signal);
+  await b.acquire('shared', signal);
+  b.throttled('shared');
+  const by = (name: Parameters<typeof store.values>[0]) =>
+    Object.fromEntries(store.values(name).map((v) => [`${v.labels.input_id}/${v.labels.pool}`, v.value]));
+  assert.deepEqual(by('tap_requests_total'), { '100001/shared': 2 });
+  assert.deepEqual(by('tap_requests_left'), { '100001/shared': 3, '100001/clicksPermitted': 5 });
+  assert.deepEqual(by('tap_throttled_total'), { '100001/shared': 1 });
+});

@@ -1,0 +1,46 @@
+/**
+ * Metrics that only a source can count (requests per TAP pool, POD reconnects and 409s). Sources
+ * report through `ctx.metrics`; the values are kept here and exported at scrape time by
+ * telemetry/http.ts. Every name is declared in SOURCE_METRICS: an undeclared name is a bug.
+ */
+import type { SourceMetrics } from '../sources/source.ts';
+
+export const SOURCE_METRICS = {
+  tap_requests_total: { type: 'counter', help: 'TAP API requests sent, per rate-limit pool', labels: ['pool'] },
+  tap_requests_left: { type: 'gauge', help: "Requests left in the pool's rolling 24 h budget", labels: ['pool'] },
+  tap_throttled_total: { type: 'counter', help: 'TAP API answers 429 (budget spent on the server side)', labels: ['pool'] },
+  pod_sessions_total: { type: 'counter', help: 'PoD sessions opened, per mode (live or archive)', labels: ['service', 'mode'] },
+  pod_reconnects_total: { type: 'counter', help: 'PoD sessions reopened after a drop or a failure', labels: ['service'] },
+  pod_conflicts_total: { type: 'counter', help: 'PoD handshakes refused with 409 (another session holds the token)', labels: ['service'] },
+} as const;
+
+export type SourceMetricName = keyof typeof SOURCE_METRICS;
+
+export interface SourceMetricValue {
+  labels: Record<string, string>;
+  value: number;
+}
+
+export class SourceMetricsStore {
+  readonly #values = new Map<string, Map<string, SourceMetricValue>>();
+
+  forInput(inputId: string): SourceMetrics {
+    return {
+      set: (name, labels, value) => this.#put(name, { ...labels, input_id: inputId }, () => value),
+      inc: (name, labels, by = 1) => this.#put(name, { ...labels, input_id: inputId }, (prev) => prev + by),
+    };
+  }
+
+  #put(name: string, labels: Record<string, string>, next: (prev: number) => number): void {
+    if (!(name in SOURCE_METRICS)) throw new Error(`undeclared source metric "${name}" (declare it in telemetry/source-metrics.ts)`);
+    let series = this.#values.get(name);
+    if (!series) this.#values.set(name, (series = new Map()));
+    const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
+    const prev = series.get(key);
+    series.set(key, { labels, value: next(prev?.value ?? 0) });
+  }
+
+  values(name: SourceMetricName): SourceMetricValue[] {
+    return [...(this.#values.get(name)?.values() ?? [])];
+  }
+}
