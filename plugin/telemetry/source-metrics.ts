@@ -26,8 +26,8 @@ export class SourceMetricsStore {
 
   forInput(inputId: string): SourceMetrics {
     return {
-      set: (name, labels, value) => this.#put(name, { ...labels, input_id: inputId }, () => value),
-      inc: (name, labels, by = 1) => this.#put(name, { ...labels, input_id: inputId }, (prev) => prev + by),
+      set: (name, labels, value) => this.#put(name, { input_id: inputId, ...labels }, () => value),
+      inc: (name, labels, by = 1) => this.#put(name, { input_id: inputId, ...labels }, (prev) => prev + by),
     };
   }
 
