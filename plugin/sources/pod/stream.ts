@@ -174,7 +174,16 @@ export class ServiceStream {
   async #once(): Promise<void> {
     const { ctx, signal, limits, svc } = this.#o;
     const clock = ctx.clock;
-    let now = clock.now();
+    const wait = Math.max(this.#lastAttempt + svc.request_period_in_seconds * 1000 - clock.now(), this.#retryDelay);
+    if (wait > 0) {
+      try {
+        await clock.sleep(wait, signal);
+      } catch {
+        return;
+      }
+    }
+    // Decided after the wait: time moved, and with it the gap and what archive mode can serve.
+    const now = clock.now();
     if (!this.#replay && this.#lastContact !== undefined) {
       const r = replayAfterDrop(now, this.#lastContact, this.#tracker.current, limits);
       if (r) {
@@ -188,17 +197,6 @@ export class ServiceStream {
       this.#recordOwed();
       this.#closeBatch(true);
     }
-
-    const wait = Math.max(this.#lastAttempt + svc.request_period_in_seconds * 1000 - now, this.#retryDelay);
-    if (wait > 0) {
-      try {
-        await clock.sleep(wait, signal);
-      } catch {
-        return;
-      }
-      now = clock.now();
-    }
-    // The step is decided after the wait: time moved, and with it what archive mode can serve.
     const step = nextStep(this.#replay, now, limits, this.#lastContact);
     this.#lastAttempt = now;
     const url = this.#url(step);
