@@ -1,0 +1,105 @@
+/**
+ * `check --online`: verifies credentials and reachability of every enabled service without
+ * collecting, and prints one verdict per service.
+ *
+ * - TAP: one request for a 30-second window that ended a few minutes ago (the smallest window the
+ *   API accepts). It costs one request of the pool's 24 h budget, which a running sidecar cannot
+ *   see (its request log is locked): run it while collection is stopped or expect one request less.
+ * - POD: a handshake closed at once, in ARCHIVE mode (a past hour). A live handshake would move the
+ *   server's resume point: a running or stopped sidecar's next live session would then resume
+ *   after whatever the probe was sent, and those events would be lost. A 409 means another session
+ *   holds the token for that type: reachable, credentials not checked (often the running sidecar).
+ */
+import type { Config } from '../config/schema.ts';
+import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
+import { scrub } from '../telemetry/secrets.ts';
+import { TAP_DEFAULT_URL_BASE, enabledServices, threatStatusParams } from '../sources/tap/config.ts';
+import { TapClient, TAP_PATHS } from '../sources/tap/client.ts';
+import { enabledPodServices, podEndpoint } from '../sources/pod/source.ts';
+import { openSocket } from '../sources/pod/socket.ts';
+import { floorHour, formatPodTime } from '../sources/pod/mode.ts';
+import { proxyFor } from '../sources/pod/proxy.ts';
+
+export type Verdict = { service: string; ok: boolean; text: string };
+
+const HOUR = 3600_000;
+
+export async function probeTap(cfg: NonNullable<Config['inputs']['proofpoint_tap']>, now = Date.now()): Promise<Verdict[]> {
+  const names = enabledServices(cfg);
+  const path = names.length >= 2 ? TAP_PATHS.all : TAP_PATHS[names[0]!];
+  const client = new TapClient({
+    baseUrl: cfg.override_url_base ?? TAP_DEFAULT_URL_BASE,
+    username: cfg.credentials.username,
+    password: cfg.credentials.password,
+    threatStatus: threatStatusParams(cfg),
+    threatType: cfg.threat_type ?? [],
+    timeoutMs: Math.min(cfg.request_timeout_secs, 60) * 1000,
+    input: cfg.id,
+  });
+  const end = Math.floor((now - cfg.window_lag_secs * 1000 - 60_000) / 1000) * 1000;
+  const window = { start: end - 30_000, end };
+  let verdict: { ok: boolean; text: string };
+  try {
+    const answer = await client.fetchWindow(path, window, AbortSignal.timeout(90_000));
+    const events = Object.values(answer.arrays).reduce((n, a) => n + (a?.length ?? 0), 0);
+    verdict = { ok: true, text: `credentials accepted; ${path} answered ${answer.status} (${events} events in a 30 s test window)` };
+  } catch (err) {
+    verdict = { ok: false, text: describe(err) };
+  } finally {
+    await client.close();
+  }
+  return names.map((service) => ({ service, ...verdict }));
+}
+
+export async function probePod(cfg: NonNullable<Config['inputs']['proofpoint_on_demand']>, now = Date.now()): Promise<Verdict[]> {
+  const endpoint = podEndpoint(cfg);
+  const agent = proxyFor(endpoint)?.agent;
+  const since = floorHour(now - 3 * HOUR);
+  const out: Verdict[] = [];
+  for (const service of enabledPodServices(cfg)) {
+    const url = new URL(endpoint);
+    url.searchParams.set('cid', cfg.credentials.cluster_id);
+    url.searchParams.set('type', service);
+    url.searchParams.set('sinceTime', formatPodTime(since));
+    url.searchParams.set('toTime', formatPodTime(since + HOUR));
+    try {
+      const opened = await openSocket({
+        url,
+        apiKey: cfg.credentials.api_key,
+        service,
+        handshakeTimeoutMs: cfg.handshake_timeout_secs * 1000,
+        maxFrameBytes: cfg.max_frame_bytes,
+        perMessageDeflate: cfg.per_message_deflate,
+        closeTimeoutMs: 1_000,
+        ...(agent ? { agent } : {}),
+      });
+      opened.release();
+      opened.ws.terminate();
+      out.push({ service, ok: true, text: 'credentials accepted; the log stream opened a session (closed at once, archive mode)' });
+    } catch (err) {
+      if (err instanceof VendorHttpError && err.status === 409) {
+        out.push({ service, ok: true, text: `reachable, credentials not checked: another session holds the token for ${service} (HTTP 409), often the running sidecar` });
+      } else {
+        out.push({ service, ok: false, text: describe(err) });
+      }
+    }
+  }
+  return out;
+}
+
+function describe(err: unknown): string {
+  if (err instanceof CredentialsError) return `credentials refused (error ${err.code}): ${err.message}`;
+  if (err instanceof SidecarError) return `error ${err.code}: ${err.message}`;
+  return `unexpected error: ${(err as Error).message}`;
+}
+
+/** Probes every enabled service and prints a verdict per service; true when all are fine. */
+export async function checkOnline(config: Config, out: NodeJS.WritableStream): Promise<boolean> {
+  const results: Array<{ input: string } & Verdict> = [];
+  const tap = config.inputs.proofpoint_tap;
+  const pod = config.inputs.proofpoint_on_demand;
+  if (tap?.enabled) for (const v of await probeTap(tap)) results.push({ input: 'proofpoint_tap', ...v });
+  if (pod?.enabled) for (const v of await probePod(pod)) results.push({ input: 'proofpoint_on_demand', ...v });
+  for (const r of results) out.write(scrub(`${r.ok ? 'OK  ' : 'FAIL'} ${r.input}/${r.service}: ${r.text}\n`));
+  return results.every((r) => r.ok);
+}
