@@ -16,10 +16,10 @@ export { DEFAULT_SCENARIO, MALFORMED_KINDS } from './scenario.ts';
 export { CONFLICT_BODY, AUTH_FAILED_BODY } from './server.ts';
 
 /** Scenario keys that may change while the simulator runs (the event log itself is fixed). */
-export type RuntimeScenario = Omit<PodScenario, 'port' | 'clusterId' | 'apiKey' | 'clock' | 'seed' | 'rate' | 'origin' | 'historyMs' | 'maxEvents' | 'unsortedFraction' | 'unsortedMs' | 'largeEvery' | 'largeFrameBytes' | 'perMessageDeflate'>;
+export type RuntimeScenario = Omit<PodScenario, 'port' | 'clusterId' | 'apiKey' | 'clock' | 'seed' | 'rate' | 'origin' | 'historyMs' | 'maxEvents' | 'unsortedFraction' | 'unsortedMs' | 'largeEvery' | 'largeFrameBytes' | 'perMessageDeflate' | 'tls'>;
 
 export interface PodSimulator {
-  /** Base URL for `override_url_base` (ws://127.0.0.1:<port>). */
+  /** Base URL for `override_url_base` (ws://127.0.0.1:<port>, or wss://localhost:<port> with TLS). */
   readonly url: string;
   readonly port: number;
   readonly credentials: { cluster_id: string; api_key: string };
@@ -47,7 +47,7 @@ export async function startPodSimulator(opts: Partial<PodScenario> = {}): Promis
   const server = new PodSimulatorServer(scenario);
   const port = await server.listen(scenario.port);
   return {
-    url: `ws://127.0.0.1:${port}`,
+    url: scenario.tls ? `wss://localhost:${port}` : `ws://127.0.0.1:${port}`,
     port,
     credentials: { cluster_id: scenario.clusterId, api_key: scenario.apiKey },
     scenario,

@@ -64,6 +64,8 @@ export interface PodScenario {
   perMessageDeflate: boolean;
   /** Stop writing to a session while this many bytes wait in its socket (TCP backpressure). */
   highWaterBytes: number;
+  /** Serve wss:// with this key and certificate (PEM); plain ws:// when absent. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 export const DEFAULT_SCENARIO: Omit<PodScenario, 'clock'> = {

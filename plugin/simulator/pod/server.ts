@@ -17,6 +17,7 @@
  * stops reading holds the simulator back through TCP, as it would the real server.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type net from 'node:net';
 import { once } from 'node:events';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -59,6 +60,8 @@ export interface SessionRecord {
   duplicatesSent: number;
   malformedSent: number;
   end?: 'server_close' | 'client_close' | 'drop';
+  /** Negotiated WebSocket extensions (e.g. "permessage-deflate"). */
+  extensions?: string;
 }
 
 interface OpenSession {
@@ -91,7 +94,7 @@ export class PodSimulatorServer {
   readonly log: PodEventLog;
   readonly sessions: SessionRecord[] = [];
   readonly stats: SimulatorStats = { framesSent: 0, eventsSent: 0, bytesSent: 0, duplicatesSent: 0, malformedSent: 0, drops: 0, refused: {} };
-  readonly #http: http.Server;
+  readonly #http: http.Server | https.Server;
   readonly #wss: WebSocketServer;
   readonly #open = new Set<OpenSession>();
   /** Per token+type: where the next live session resumes and when the last one ended. */
@@ -120,12 +123,13 @@ export class PodSimulatorServer {
       largeFrameBytes: scenario.largeFrameBytes,
     });
     this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: scenario.perMessageDeflate, autoPong: false, maxPayload: 1_048_576 });
-    this.#http = http.createServer((req, res) => {
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname !== '/v1/stream') return plain(res, 404, 'Not Found');
       if (req.method !== 'GET') return plain(res, 405, 'Method Not Allowed');
       plain(res, 404, 'Invalid URL or protocol (http/https not supported)');
-    });
+    };
+    this.#http = scenario.tls ? https.createServer({ key: scenario.tls.key, cert: scenario.tls.cert }, onRequest) : http.createServer(onRequest);
     this.#http.on('upgrade', (req, socket: net.Socket, head) => this.#upgrade(req, socket, head));
   }
 
@@ -259,6 +263,7 @@ export class PodSimulatorServer {
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       rec.status = 101;
       rec.mode = mode;
+      rec.extensions = ws.extensions;
       const s: OpenSession = { rec, type: streamType, ws, socket, token, pos: 0, closed: false, unflushed: 0 };
       this.#open.add(s);
       ws.on('ping', (data) => {

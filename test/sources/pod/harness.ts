@@ -122,12 +122,12 @@ export interface Sidecar {
 }
 
 /** The real StateStore + Pipeline around a PoD source, with a memory sink unless given one. */
-export async function startSidecar(o: { cfg: PodInputConfig; stateDir: string; clock?: Clock; sink?: Sink; wsOptions?: ClientOptions; log?: CapturedLog }): Promise<Sidecar> {
+export async function startSidecar(o: { cfg: PodInputConfig; stateDir: string; clock?: Clock; sink?: Sink; wsOptions?: ClientOptions; log?: CapturedLog; env?: NodeJS.ProcessEnv }): Promise<Sidecar> {
   const clock = o.clock ?? systemClock;
   const log = o.log ?? captureLog();
   const store = await StateStore.open(o.stateDir, { clock, logger: log.logger });
   const sink = o.sink ?? new MemorySink();
-  const source = createPodSource(o.cfg, { wsOptions: o.wsOptions, clock, env: {} });
+  const source = createPodSource(o.cfg, { wsOptions: o.wsOptions, clock, env: o.env ?? {} });
   const pipeline = new Pipeline({ store, sink, sources: [source], clock, logger: log.logger });
   await pipeline.start();
   return {
