@@ -23,7 +23,7 @@ import { coveredUntil, cursorTimeMs, type PodCursor } from './cursor.ts';
 
 const HOUR = 3600_000;
 
-export type ReplayReason = 'unclean_shutdown' | 'outage' | 'start_time';
+export type ReplayReason = 'unclean_shutdown' | 'outage' | 'start_time' | 'live_start';
 
 export interface Replay {
   reason: ReplayReason;
@@ -104,7 +104,7 @@ export function replayAtStart(f: StartFacts, limits: ModeLimits): Replay | undef
   // A replay the previous run owed and did not finish is taken up where it stood.
   const owed = cursor?.owed;
   if (owed && owed.from < owed.until) {
-    const reason: ReplayReason = owed.reason === 'start_time' ? 'start_time' : 'unclean_shutdown';
+    const reason: ReplayReason = owed.reason === 'start_time' || owed.reason === 'live_start' ? owed.reason : 'unclean_shutdown';
     if (!f.uncleanShutdown) return clamp({ reason, from: owed.from, until: owed.until, offsetMin: owed.offsetMin }, now, limits);
   }
   // The hour of the committed cursor, or of the last completed archive window if an archive

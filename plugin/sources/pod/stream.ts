@@ -24,7 +24,7 @@ import { SidecarError, VendorHttpError, VendorRequestError } from '../../errors.
 import type { PodInputConfig, PodServiceConfig, PodServiceName } from './config.ts';
 import { CursorTracker, coveredUntil, readCursor, type PodCursor } from './cursor.ts';
 import { parseFrame } from './identity.ts';
-import { formatPodTime, nextStep, replayAfterDrop, replayAtStart, replayDone, type ModeLimits, type Replay, type Step } from './mode.ts';
+import { formatPodTime, nextStep, offsetOf, replayAfterDrop, replayAtStart, replayDone, type ModeLimits, type Replay, type Step } from './mode.ts';
 import { openSocket, PodSocket, type OpenedSocket, type SessionEnd } from './socket.ts';
 import { PodCredentialsError, PodSessionConflictError } from './errors.ts';
 import { SessionStats } from './stats.ts';
@@ -155,7 +155,9 @@ export class ServiceStream {
         ? 'Previous run did not shut down cleanly: replaying from the hour of the committed cursor in archive mode, one session at a time.'
         : r.reason === 'outage'
           ? 'Contact lost for longer than the live resume covers: replaying the gap in archive mode before going live.'
-          : 'Replaying from start_time in archive mode before going live.',
+          : r.reason === 'live_start'
+            ? 'Taking up the replay of the moments before the last live start, owed by the previous run.'
+            : 'Replaying from start_time in archive mode before going live.',
     );
     if (r.clampedFrom !== undefined) {
       this.#log.warn(
@@ -310,6 +312,9 @@ export class ServiceStream {
     this.#socket = socket;
     if (live) {
       const now = clock.now();
+      // A live session opened without recent contact may start at "now" on the server (a first
+      // session, or one after more than an hour): a fixed-end replay must then reach this moment.
+      this.#liveOpened(now);
       this.#lastContact = now;
       this.#tracker.markLive(now);
     } else {
@@ -333,9 +338,11 @@ export class ServiceStream {
         if (this.#handedOut === seen && !this.#filling) this.#closeBatch(true, stats);
         seen = this.#handedOut;
       });
-      if (step.until !== undefined) {
+      // Stop for a replay that becomes available while this session runs.
+      const dueAt = step.until ?? (this.#replay?.until !== undefined ? this.#replay.until + this.#o.limits.stalenessMs : undefined);
+      if (dueAt !== undefined) {
         timers.push(
-          clock.setTimer(Math.max(0, step.until - clock.now()), () => {
+          clock.setTimer(Math.max(0, dueAt - clock.now()), () => {
             closedFor = 'replay_due';
             socket.close(1000, 'archive replay due', cfg.close_timeout_secs * 1000);
           }),
@@ -357,6 +364,32 @@ export class ServiceStream {
     this.#socket = undefined;
     this.#closeBatch(false);
     this.#ended(step, end, closedFor, stats);
+  }
+
+  /**
+   * A live session opened without contact within the threshold may start at "now" on the server
+   * (a token's first session; after a longer gap the server is documented to serve its last
+   * hour, but a first session is not documented). Whatever archive mode did not reach before
+   * this moment is therefore owed too: the end of a pending fixed replay moves up to now, or,
+   * after a completed replay, the moments between its end and now are replayed once archive mode
+   * has them. Overlaps are removed by de-duplication.
+   */
+  #liveOpened(now: number): void {
+    const stale = this.#lastContact === undefined || now - this.#lastContact > this.#o.limits.thresholdMs;
+    if (!stale) return;
+    const r = this.#replay;
+    if (r?.until !== undefined) {
+      if (now > r.until) r.until = now;
+    } else if (!r) {
+      const archived = this.#tracker.current.archivedUntil;
+      if (archived === undefined || archived >= now) return;
+      this.#replay = { reason: 'live_start', from: archived, until: now, offsetMin: offsetOf(this.#tracker.current.ts) };
+      this.#log.info(
+        { from: formatUtc(archived), until: formatUtc(now) },
+        'Live session opened after an archive replay: the moments in between are replayed once archive mode serves them.',
+      );
+    } else return;
+    this.#recordOwed();
   }
 
   #ended(step: Step, end: SessionEnd, closedFor: 'shutdown' | 'replay_due' | 'idle' | undefined, stats: SessionStats): void {

@@ -26,8 +26,8 @@ function caughtUp(sim: Awaited<ReturnType<typeof startPodSimulator>>, clock: Off
     // Counting what was served walks the event log: not on every poll.
     if (Date.now() - checked < 300) return false;
     checked = Date.now();
-    const last = sim.sessions.at(-1)!;
-    if (last.mode !== 'live' || last.status !== 101 || last.nextSeq! < sim.events.count('maillog', clock.now()) - 2) return false;
+    const last = sim.sessions.at(-1);
+    if (!last || last.mode !== 'live' || last.status !== 101 || last.nextSeq! < sim.events.count('maillog', clock.now()) - 2) return false;
     return sinks.reduce((n, k) => n + delivered(k, 'maillog').length, 0) >= sim.servedKeys('maillog').size;
   };
 }
@@ -155,4 +155,39 @@ test('after an unclean shutdown the hour of the cursor is replayed; the rest onc
   assert.deepEqual([...want].filter((k) => !have.has(k)), [], 'nothing lost');
   // Delivered twice: at most the records that were in flight when the process died.
   assert.ok(all.length - have.size <= lostInFlight, `${all.length - have.size} repeats > ${lostInFlight} in flight`);
+});
+
+test('first start with start_time: archive windows from its hour, then live, nothing missing in between', async (t) => {
+  const clock = new OffsetClock();
+  const sim = await startPodSimulator({ ...simBase(clock), rate: { maillog: 1, message: 0, audit: 0 }, historyMs: 4 * HOUR, archiveStalenessMs: 2_000 });
+  t.after(() => sim.close());
+  const start = new Date(clock.now() - 2 * HOUR - 20 * MIN).toISOString();
+  const sink = new MemorySink();
+  const sc = await startSidecar({ cfg: podConfig(sim, { archive_staleness_secs: 2 }, { maillog: { start_time: start } }), stateDir: tmpDir(), clock, sink });
+  await until(caughtUp(sim, clock, [sink]), 'live after the replay, caught up', 30_000);
+  await until(() => sc.log.lines.some((l) => l.msg === 'Archive replay complete; streaming live.' && l.reason === 'live_start'), 'the moments before the live start');
+  await until(caughtUp(sim, clock, [sink]), 'live again, caught up', 30_000);
+  await sc.stop();
+  const ok = sim.sessions.filter((s) => s.status === 101);
+  assert.ok(ok.filter((s) => s.mode === 'archive').length >= 3, 'hour windows');
+  assert.equal(ok[0]!.windowFrom, Math.floor(Date.parse(start) / HOUR) * HOUR);
+  assert.equal(ok.at(-1)!.mode, 'live');
+  // Everything from the hour of start_time up to the live position arrived, once.
+  const from = sim.events.firstAtOrAfter('maillog', ok[0]!.windowFrom!);
+  const want = new Set<string>();
+  for (let s = from; s < ok.at(-1)!.nextSeq!; s++) want.add(sim.events.event('maillog', s).key);
+  const got = delivered(sink, 'maillog');
+  assert.deepEqual(repeats(got), []);
+  const have = new Set(got);
+  assert.equal([...want].filter((k) => !have.has(k)).length, 0);
+});
+
+test('a quiet live stream still records its contact, so a clean restart knows the gap was short', async (t) => {
+  const sim = await startPodSimulator({ ...simBase(), rate: 0 });
+  t.after(() => sim.close());
+  // Contact is a frame or a pong: with no events, the pings keep proving the session alive.
+  const sc = await startSidecar({ cfg: podConfig(sim, { checkpoint_interval_secs: 1, ping_interval_secs: 1 }, { audit: {} }), stateDir: tmpDir() });
+  const t0 = Date.now();
+  await until(() => ((sc.pipeline.counters()[0]?.cursor as { liveAt?: number } | undefined)?.liveAt ?? 0) > t0 + 500, 'a checkpoint without events', 5_000);
+  await sc.stop();
 });
