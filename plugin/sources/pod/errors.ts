@@ -32,10 +32,10 @@ export class PodCredentialsError extends CredentialsError {
   }
 }
 
-/** Code 101: start_time in the future or unparsable. Fatal for the service. */
+/** Code 101: start_time in the future or unparsable. A configuration error (exit code 2), as for TAP. */
 export class PodStartTimeError extends SidecarError {
   constructor(message: string) {
-    super(ErrorCode.BAD_START_TIME, message, { fatal: true });
+    super(ErrorCode.BAD_START_TIME, message, { exitCode: 2, fatal: true });
   }
 }
 

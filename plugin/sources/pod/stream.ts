@@ -65,8 +65,8 @@ const REJECTS_LOGGED = 3;
 
 export class ServiceStream {
   readonly name: PodServiceName;
-  /** Set when the service stopped for good (401, 400, 404, 405, start time). */
-  fatal?: SidecarError;
+  /** Set when the service stopped for good (401, 400, 404, 405; or an unexpected error, a bug). */
+  fatal?: Error;
   done = false;
   readonly #o: StreamOptions;
   readonly #log: Logger;
@@ -122,8 +122,8 @@ export class ServiceStream {
       while (!signal.aborted && !this.fatal) await this.#once();
     } catch (err) {
       if (!signal.aborted) {
-        this.fatal = err instanceof SidecarError ? err : new SidecarError('SIDECAR_ERR_CONFIG', (err as Error).message, { fatal: true, cause: err });
-        this.#log.error({ err: { message: (err as Error).message, code: this.fatal.code } }, 'PoD stream stopped by an unexpected error.');
+        this.fatal = err as Error;
+        this.#log.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, 'PoD stream stopped by an unexpected error; the other services go on.');
         this.#o.ctx.health.set(this.name, 'failed', (err as Error).message);
       }
     } finally {
