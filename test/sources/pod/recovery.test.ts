@@ -191,3 +191,30 @@ test('a quiet live stream still records its contact, so a clean restart knows th
   await until(() => ((sc.pipeline.counters()[0]?.cursor as { liveAt?: number } | undefined)?.liveAt ?? 0) > t0 + 500, 'a checkpoint without events', 5_000);
   await sc.stop();
 });
+
+test(
+  'restart after a 3-hour outage: the replay of the cursor hour is not delivered twice',
+  {
+    todo:
+      'de-dup keys expire by wall clock from their commit (state/seen.ts), so after an outage longer than the ' +
+      'window minus the hour rounding the replayed hour before the cursor is delivered again; needs keys that ' +
+      'age only while the sidecar runs (reported to the lead)',
+  },
+  async (t) => {
+    const clock = new OffsetClock();
+    const sim = await startPodSimulator({ ...simBase(clock), rate: { maillog: 1, message: 0, audit: 0 }, historyMs: 10 * MIN, firstSessionFrom: 'origin' });
+    t.after(() => sim.close());
+    const cfg = podConfig(sim, {}, { maillog: {} });
+    const dir = tmpDir();
+    const first = new MemorySink();
+    let sc = await startSidecar({ cfg, stateDir: dir, clock, sink: first });
+    await until(() => delivered(first, 'maillog').length >= 600, 'the backlog');
+    await sc.stop();
+    clock.jump(3 * HOUR);
+    const sink = new MemorySink();
+    sc = await startSidecar({ cfg, stateDir: dir, clock, sink });
+    await until(caughtUp(sim, clock, [first, sink]), 'live after the replay, caught up', 30_000);
+    await sc.stop();
+    assert.deepEqual(repeats([...delivered(first, 'maillog'), ...delivered(sink, 'maillog')]), []);
+  },
+);
