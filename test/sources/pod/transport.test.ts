@@ -120,3 +120,21 @@ test('permessage-deflate is offered and used when the server agrees; per_message
     for (const r of sink.records) JSON.parse(r.record.message as string);
   }
 });
+
+test('a server that never answers the upgrade: the handshake times out and the attempt is retried', async (t) => {
+  const accepted: net.Socket[] = [];
+  const silent = net.createServer((s) => accepted.push(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of accepted) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as net.AddressInfo).port;
+  const fake = { url: `ws://127.0.0.1:${port}`, credentials: { cluster_id: 'c', api_key: API_KEY } } as Parameters<typeof podConfig>[0];
+  const sc = await startSidecar({ cfg: podConfig(fake, { handshake_timeout_secs: 1 }, { audit: {} }), stateDir: tmpDir() });
+  await until(() => accepted.length >= 2, 'a second attempt');
+  const line = sc.log.lines.find((l) => l.code === ErrorCode.VENDOR_REQUEST)!;
+  assert.match(String(line.err), /handshake has timed out/i);
+  assert.equal(sc.pipeline.health.get('pod-test', 'audit')?.status, 'degraded');
+  await sc.stop();
+});

@@ -219,3 +219,31 @@ test('config: defaults, Devo keys kept, check warnings, future start_time is err
   assert.throws(() => checkPodConfig(future, now, {}), (e: { code?: unknown }) => e.code === ErrorCode.BAD_START_TIME);
   assert.throws(() => podInputSchema.parse({ ...cfg, max_frame_bytes: 1000 }), /1 MiB/);
 });
+
+test('batches are flushed by count or by the injected clock, whichever comes first', async (t) => {
+  const { FakeClock } = await import('../../helpers/fake-clock.ts');
+  const { startPodSimulator } = await import('../../../plugin/simulator/pod/index.ts');
+  const { directContext, podConfig, simBase, until } = await import('./harness.ts');
+  const clock = new FakeClock(Date.now());
+  const sim = await startPodSimulator({ ...simBase(clock), rate: { audit: 100, message: 0, maillog: 0 }, historyMs: 1_000, firstSessionFrom: 'origin' });
+  t.after(() => sim.close());
+  const ac = new AbortController();
+  const cfg = podConfig(sim, { batch_max_events: 40, batch_flush_ms: 1_000 }, { audit: {} });
+  const source = createPodSource(cfg, { clock, env: {} });
+  const it = source.run(directContext({ clock, signal: ac.signal }))[Symbol.asyncIterator]();
+  // 101 events exist: two full batches of 40 at once…
+  const sizes: number[] = [];
+  for (let i = 0; i < 2; i++) sizes.push((await it.next()).value!.events.length);
+  assert.deepEqual(sizes, [40, 40]);
+  await until(() => sim.sessions[0]?.eventsSent === 101, 'all sent');
+  // …the remaining 21 only when the clock says the batch is 1 s old.
+  let third: IteratorResult<unknown> | undefined;
+  const pending = it.next().then((r) => (third = r));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(third, undefined, 'no flush before the clock moves');
+  await clock.advance(1_000);
+  await pending;
+  assert.equal((third!.value as { events: unknown[] }).events.length, 21);
+  ac.abort();
+  while (!(await it.next()).done);
+});
