@@ -45,7 +45,7 @@ export interface OpenOptions {
 export interface OpenedSocket {
   ws: WebSocket;
   early: { frames: RawData[]; contact: boolean; close?: { code: number; reason: Buffer }; error?: Error };
-  /** Removes the listeners that fill `early`. */
+  /** Removes the listeners that fill `early` (errors are then ignored unless the new owner listens). */
   release(): void;
 }
 
@@ -82,6 +82,8 @@ export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
         ws.off('pong', onPong);
         ws.off('close', onClose);
         ws.off('error', onError);
+        // An 'error' without a listener would crash the process: whoever takes over adds its own.
+        ws.on('error', () => {});
       },
     };
     let settled = false;
