@@ -316,7 +316,7 @@ export class Pipeline {
             service: batch.service,
             cursor: batch.cursor,
             keys,
-            keysExpireAt: this.#clock.now() + spec.dedupMaxAgeMs,
+            keysTtlMs: spec.dedupMaxAgeMs,
           });
         } catch (err) {
           // LevelDB refusing a write is not recoverable here; keep the batch pending so the cursor

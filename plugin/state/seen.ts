@@ -6,6 +6,12 @@
  * in expiry order. The window is bounded by age (each key's expiry) and by count (`maxKeys` per
  * scope: beyond it the keys closest to expiry go first), as Vector's dedupe transform bounds by
  * `max_age_ms` and `num_events`. The count per scope lives in `meta` and is updated with the keys.
+ *
+ * Age is counted on each scope's own PROGRESS CLOCK, not the wall clock: it runs while the scope
+ * commits, and a gap between two commits (the sidecar stopped, the vendor unreachable) counts as
+ * at most MAX_GAP_MS. Recovery after an outage replays time before the cursor (POD: the cursor's
+ * hour, in archive mode); with wall-clock ages the keys of that time would have expired during a
+ * long outage and the replay would deliver it twice. The clock is kept in `meta` with the keys.
  */
 import type { Clock } from '../util/clock.ts';
 import { jsonSublevel, writeBatch, type BatchOp, type Db, type Sublevel } from './level.ts';
@@ -13,6 +19,19 @@ import { jsonSublevel, writeBatch, type BatchOp, type Db, type Sublevel } from '
 type BatchOps = BatchOp[];
 
 const EXP_DIGITS = 15;
+
+/**
+ * The most a gap between two commits of a scope adds to its progress clock. Longer than any
+ * source's quiet commit cadence (TAP polls every minute by default, a quiet POD stream records
+ * contact every 5 minutes), far shorter than the shortest de-dup window (2 hours).
+ */
+export const MAX_GAP_MS = 15 * 60_000;
+
+/** A scope's progress clock: `time` was its value at wall time `wall`. */
+interface ProgressClock {
+  time: number;
+  wall: number;
+}
 
 function pad(ms: number): string {
   return String(Math.max(0, Math.floor(ms))).padStart(EXP_DIGITS, '0');
@@ -31,6 +50,10 @@ export class SeenWindow {
   readonly #clock: Clock;
   /** Key counts per scope, loaded lazily from meta and kept in step with commits. */
   readonly #counts = new Map<string, number>();
+  /** Progress clocks per scope, loaded with the counts. */
+  readonly #clocks = new Map<string, ProgressClock>();
+  /** Clocks written by a batch not yet known to be committed. */
+  readonly #pendingClocks = new Map<string, ProgressClock>();
 
   constructor(db: Db, meta: Sublevel, clock: Clock) {
     this.#db = db;
@@ -40,17 +63,32 @@ export class SeenWindow {
     this.#clock = clock;
   }
 
+  /** The scope's progress time now (see the module comment). */
+  progressNow(scope: string): number {
+    const wall = this.#clock.now();
+    const c = this.#clocks.get(scope) ?? { time: wall, wall };
+    return c.time + Math.min(Math.max(0, wall - c.wall), MAX_GAP_MS);
+  }
+
   /** For each key, whether it is in the window (committed and not expired). */
   async has(scope: string, keys: readonly string[]): Promise<boolean[]> {
     if (keys.length === 0) return [];
-    const now = this.#clock.now();
+    const now = this.progressNow(scope);
     const values = await this.#seen.getMany(keys.map((k) => `${scope}::${k}`));
     return values.map((v) => typeof v === 'number' && v > now);
   }
 
-  /** Adds the puts for `keys` to a batch (the commit of a delivered batch). */
-  addToBatch(ops: BatchOps, scope: string, keys: readonly string[], expiresAt: number): void {
+  /**
+   * Adds to a commit's batch the puts for `keys`, remembered for `ttlMs` of progress time, and the
+   * scope's progress clock (every commit is progress, with keys or without).
+   */
+  addToBatch(ops: BatchOps, scope: string, keys: readonly string[], ttlMs: number): void {
+    const now = this.progressNow(scope);
+    const clock: ProgressClock = { time: now, wall: this.#clock.now() };
+    ops.push({ type: 'put', sublevel: this.#meta, key: `seen_clock::${scope}`, value: clock });
+    this.#pendingClocks.set(scope, clock);
     if (keys.length === 0) return;
+    const expiresAt = now + ttlMs;
     const exp = pad(expiresAt);
     for (const k of keys) {
       ops.push({ type: 'put', sublevel: this.#seen, key: `${scope}::${k}`, value: expiresAt });
@@ -63,12 +101,25 @@ export class SeenWindow {
   /** Must follow every batch built with addToBatch, once it is written. */
   afterCommit(scope: string, added: number): void {
     if (added > 0) this.#counts.set(scope, (this.#counts.get(scope) ?? 0) + added);
+    const clock = this.#pendingClocks.get(scope);
+    if (clock) {
+      this.#clocks.set(scope, clock);
+      this.#pendingClocks.delete(scope);
+    }
   }
 
-  /** Loads the stored count of a scope (call once per scope before committing to it). */
+  /**
+   * Loads the stored count and progress clock of a scope (once per scope before committing to
+   * it). A scope without a clock (new, or state from before clocks) starts at wall time.
+   */
   async load(scope: string): Promise<number> {
-    const stored = (await this.#meta.get(`seen_count::${scope}`)) as number | undefined;
+    const [stored, clock] = (await this.#meta.getMany([`seen_count::${scope}`, `seen_clock::${scope}`])) as [
+      number | undefined,
+      ProgressClock | undefined,
+    ];
     this.#counts.set(scope, stored ?? 0);
+    if (clock) this.#clocks.set(scope, clock);
+    else this.#clocks.delete(scope);
     return stored ?? 0;
   }
 
@@ -81,8 +132,9 @@ export class SeenWindow {
    * batches so a large sweep never holds the whole range in memory.
    */
   async sweep(scope: string, maxKeys: number): Promise<SweepResult> {
-    const now = this.#clock.now();
-    const expired = await this.#deleteFromIndex(scope, { lt: `${scope}::${pad(now)}` }, Infinity);
+    const now = this.progressNow(scope);
+    // A key whose expiry is now is expired, as has() says.
+    const expired = await this.#deleteFromIndex(scope, { lt: `${scope}::${pad(now + 1)}` }, Infinity);
     const over = this.count(scope) - maxKeys;
     const evicted = over > 0 ? await this.#deleteFromIndex(scope, { lt: `${scope}::\xff` }, over) : 0;
     return { expired, evicted };
@@ -127,6 +179,8 @@ export class SeenWindow {
     await this.#seen.clear({ gte: `${scope}::`, lt: `${scope}::\xff` });
     await this.#exp.clear({ gte: `${scope}::`, lt: `${scope}::\xff` });
     await this.#meta.del(`seen_count::${scope}`);
+    await this.#meta.del(`seen_clock::${scope}`);
     this.#counts.set(scope, 0);
+    this.#clocks.delete(scope);
   }
 }

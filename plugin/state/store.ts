@@ -48,8 +48,8 @@ export interface CommitOp {
   /** Undefined: the cursor stays as it is (keys are still recorded). */
   cursor?: unknown;
   keys: readonly string[];
-  /** When these keys may be forgotten (ms). */
-  keysExpireAt: number;
+  /** How long these keys are remembered, in the scope's progress time (state/seen.ts). */
+  keysTtlMs: number;
 }
 
 export interface StoredCursor<C = unknown> {
@@ -152,8 +152,8 @@ export class StateStore {
       const value: StoredCursor = { v: 1, cursor: op.cursor, committed_at: this.#clock.now() };
       ops.push({ type: 'put', sublevel: this.cursors, key: scope, value });
     }
-    this.seen.addToBatch(ops, scope, op.keys, op.keysExpireAt);
-    if (ops.length > 0) await writeBatch(this.db, ops);
+    this.seen.addToBatch(ops, scope, op.keys, op.keysTtlMs);
+    await writeBatch(this.db, ops);
     this.seen.afterCommit(scope, op.keys.length);
   }
 

@@ -85,7 +85,7 @@ inputs:
   const store = await StateStore.open(stateDir);
   for (const svc of ['message', 'maillog']) {
     await store.seen.load(`100002::${svc}`);
-    await store.commit({ input: '100002', service: svc, cursor: { ts: `2026-11-23T01:00:00.000000-0700` }, keys: ['g1', 'g2'], keysExpireAt: Date.now() + 3_600_000 });
+    await store.commit({ input: '100002', service: svc, cursor: { ts: `2026-11-23T01:00:00.000000-0700` }, keys: ['g1', 'g2'], keysTtlMs: 3_600_000 });
   }
   await store.close();
 

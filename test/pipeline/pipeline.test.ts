@@ -228,8 +228,8 @@ test('sources see the committed cursor, unclean shutdown, and which services wer
   let store = await StateStore.open(dir);
   await store.applyStartTime('i', 's', '2026-11-20T00:00:00Z');
   await store.applyStartTime('i', 't', '2026-11-20T00:00:00Z');
-  await store.commit({ input: 'i', service: 's', cursor: 'S', keys: [], keysExpireAt: 0 });
-  await store.commit({ input: 'i', service: 't', cursor: 'T', keys: [], keysExpireAt: 0 });
+  await store.commit({ input: 'i', service: 's', cursor: 'S', keys: [], keysTtlMs: 0 });
+  await store.commit({ input: 'i', service: 't', cursor: 'T', keys: [], keysTtlMs: 0 });
   await store.close({ clean: false });
 
   store = await StateStore.open(dir);

@@ -12,7 +12,7 @@ test('cursor and de-dup keys are committed in one batch and read back after reop
   const clock = new FakeClock();
   let store = await StateStore.open(dir, { clock });
   await store.seen.load('in1::svc');
-  await store.commit({ input: 'in1', service: 'svc', cursor: { ts: 'x' }, keys: ['a', 'b'], keysExpireAt: clock.now() + 60_000 });
+  await store.commit({ input: 'in1', service: 'svc', cursor: { ts: 'x' }, keys: ['a', 'b'], keysTtlMs: 60_000 });
   assert.deepEqual(await store.seen.has('in1::svc', ['a', 'b', 'c']), [true, true, false]);
   await store.close();
 
@@ -33,7 +33,7 @@ test('a crashed batch leaves no partial state: the batch is all or nothing', asy
   await store.seen.load('i::s');
   // A cursor that cannot be encoded (a BigInt) fails the batch after the keys were added to it:
   // nothing of the batch may be written.
-  await assert.rejects(store.commit({ input: 'i', service: 's', cursor: { n: 1n }, keys: ['k1'], keysExpireAt: Date.now() + 1000 }));
+  await assert.rejects(store.commit({ input: 'i', service: 's', cursor: { n: 1n }, keys: ['k1'], keysTtlMs: 1000 }));
   assert.equal(await store.getCursor('i', 's'), undefined);
   assert.deepEqual(await store.seen.has('i::s', ['k1']), [false]);
   await store.close();
@@ -45,9 +45,9 @@ test('expired keys are swept and the count cap evicts the keys closest to expiry
   const store = await StateStore.open(dir, { clock });
   const scope = 'i::s';
   await store.seen.load(scope);
-  await store.commit({ input: 'i', service: 's', keys: ['old1', 'old2'], keysExpireAt: clock.now() + 1_000 });
-  await store.commit({ input: 'i', service: 's', keys: ['mid1', 'mid2', 'mid3'], keysExpireAt: clock.now() + 5_000 });
-  await store.commit({ input: 'i', service: 's', keys: ['new1'], keysExpireAt: clock.now() + 9_000 });
+  await store.commit({ input: 'i', service: 's', keys: ['old1', 'old2'], keysTtlMs: 1_000 });
+  await store.commit({ input: 'i', service: 's', keys: ['mid1', 'mid2', 'mid3'], keysTtlMs: 5_000 });
+  await store.commit({ input: 'i', service: 's', keys: ['new1'], keysTtlMs: 9_000 });
   assert.equal(store.seen.count(scope), 6);
 
   await clock.advance(2_000);
@@ -73,9 +73,9 @@ test('a key committed again after expiring is kept when its old index entry is s
   const clock = new FakeClock();
   const store = await StateStore.open(dir, { clock });
   await store.seen.load('i::s');
-  await store.commit({ input: 'i', service: 's', keys: ['k'], keysExpireAt: clock.now() + 1_000 });
+  await store.commit({ input: 'i', service: 's', keys: ['k'], keysTtlMs: 1_000 });
   await clock.advance(1_500);
-  await store.commit({ input: 'i', service: 's', keys: ['k'], keysExpireAt: clock.now() + 10_000 });
+  await store.commit({ input: 'i', service: 's', keys: ['k'], keysTtlMs: 10_000 });
   await store.seen.sweep('i::s', 100);
   assert.deepEqual(await store.seen.has('i::s', ['k']), [true]);
   assert.equal(store.seen.count('i::s'), 1);
@@ -90,8 +90,8 @@ test('a changed start time resets that service only, and says so', async () => {
   assert.equal(await store.applyStartTime('i', 'a', '2026-11-20T00:00:00Z'), false);
   assert.equal(await store.applyStartTime('i', 'b', '2026-11-20T00:00:00Z'), false);
   await store.seen.load('i::a');
-  await store.commit({ input: 'i', service: 'a', cursor: 1, keys: ['x'], keysExpireAt: Date.now() + 60_000 });
-  await store.commit({ input: 'i', service: 'b', cursor: 2, keys: [], keysExpireAt: 0 });
+  await store.commit({ input: 'i', service: 'a', cursor: 1, keys: ['x'], keysTtlMs: 60_000 });
+  await store.commit({ input: 'i', service: 'b', cursor: 2, keys: [], keysTtlMs: 0 });
   await store.requests.record('i', 'pool', 123);
   await store.close();
 
@@ -184,11 +184,45 @@ test('a layout newer than this code is refused, not discarded', async () => {
   const dir = tmpDir();
   const store = await StateStore.open(dir);
   await store.meta.put('schema_version', SCHEMA_VERSION + 1);
-  await store.commit({ input: 'i', service: 's', cursor: 7, keys: [], keysExpireAt: 0 });
+  await store.commit({ input: 'i', service: 's', cursor: 7, keys: [], keysTtlMs: 0 });
   await store.close();
   await assert.rejects(StateStore.open(dir), (e: Error & { code?: string }) => {
     assert.equal(e.code, 'SIDECAR_ERR_STATE_VERSION');
     assert.match(e.message, /newer proofpoint-sidecar/);
     return true;
   });
+});
+
+test('de-dup keys age only while the scope makes progress: a long outage counts as a short gap', async () => {
+  const { MAX_GAP_MS } = await import('../../plugin/state/seen.ts');
+  const dir = tmpDir();
+  const clock = new FakeClock();
+  const t0 = clock.now();
+  let store = await StateStore.open(dir, { clock });
+  await store.seen.load('i::s');
+  await store.commit({ input: 'i', service: 's', cursor: 1, keys: ['before'], keysTtlMs: 2 * 3600_000 });
+  await store.close();
+
+  // Three hours stopped: more than the two-hour window, yet the key is still remembered.
+  await clock.advance(3 * 3600_000);
+  store = await StateStore.open(dir, { clock });
+  await store.seen.load('i::s');
+  assert.deepEqual(await store.seen.has('i::s', ['before']), [true]);
+  assert.deepEqual(await store.seen.sweep('i::s', 100), { expired: 0, evicted: 0 });
+
+  // The outage added MAX_GAP_MS; then commits every 5 minutes age the key until its two hours of
+  // progress are up, and not before.
+  assert.equal(store.seen.progressNow('i::s'), t0 + MAX_GAP_MS);
+  let commits = 0;
+  while (store.seen.progressNow('i::s') < t0 + 2 * 3600_000) {
+    assert.deepEqual(await store.seen.has('i::s', ['before']), [true]);
+    await clock.advance(5 * 60_000);
+    await store.commit({ input: 'i', service: 's', cursor: 2, keys: [], keysTtlMs: 0 });
+    commits++;
+  }
+  // The first 5 minutes after the restart still belong to the capped gap, hence one more.
+  assert.equal(commits, (2 * 3600_000 - MAX_GAP_MS) / (5 * 60_000) + 1);
+  assert.deepEqual(await store.seen.has('i::s', ['before']), [false]);
+  assert.deepEqual(await store.seen.sweep('i::s', 100), { expired: 1, evicted: 0 });
+  await store.close();
 });

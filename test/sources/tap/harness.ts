@@ -249,7 +249,7 @@ class PipelineRunner implements Runner {
     const store = await StateStore.open(this.dir, { clock: this.clock, logger: this.logger });
     for (const [service, cursor] of Object.entries(cursors)) {
       await store.applyStartTime(input, service, startTimes[service]);
-      await store.commit({ input, service, cursor, keys: [], keysExpireAt: this.clock.now() + DAY });
+      await store.commit({ input, service, cursor, keys: [], keysTtlMs: DAY });
       this.#storedCursors.set(service, cursor!);
     }
     await store.close();
