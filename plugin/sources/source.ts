@@ -106,7 +106,7 @@ export interface SourceContext {
   /** This input's persisted request log (rate budgets). */
   requestLog: RequestLog;
   health: HealthReporter;
-  metrics?: SourceMetrics;
+  metrics: SourceMetrics;
 }
 
 export interface Source<C = unknown> {

@@ -12,8 +12,8 @@ test('/healthz, /readyz and /metrics reflect the pipeline, the output and servic
   const store = await StateStore.open(tmpDir());
   const sink = new MemorySink();
   const src = new ScriptedSource('100002', [spec('maillog')], async function* (ctx) {
-    ctx.metrics?.inc('pod_conflicts_total', { service: 'maillog' });
-    ctx.metrics?.inc('pod_conflicts_total', { service: 'maillog' });
+    ctx.metrics.inc('pod_conflicts_total', { service: 'maillog' });
+    ctx.metrics.inc('pod_conflicts_total', { service: 'maillog' });
     yield { service: 'maillog', pullingId: 1, events: [ev('a'), ev('b'), ev('a')], cursor: { ts: '2026-11-23T11:00:00.000000-0100' } };
     await new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }));
   }, 'proofpoint_on_demand');

@@ -223,6 +223,7 @@ export class ServiceStream {
     }
     this.#backoff.reset();
     this.#retryDelay = 0;
+    this.#o.ctx.metrics.inc('pod_sessions_total', { service: this.name, mode: step.mode });
     await this.#session(opened, step);
   }
 
@@ -240,6 +241,7 @@ export class ServiceStream {
     this.#retryDelay = this.#backoff.next();
     health.set(this.name, 'degraded', e.message);
     if (e instanceof PodSessionConflictError) {
+      this.#o.ctx.metrics.inc('pod_conflicts_total', { service: this.name });
       this.#log.warn(
         { ...base, retry_in_secs: Math.round(this.#retryDelay / 1000) },
         'PoD answered 409: another session holds this token for this type (another collector, or our previous session still closing on the server). Retrying.',
@@ -415,6 +417,7 @@ export class ServiceStream {
     }
     stats.end(end.error ? 'failed' : closedFor ?? (end.closeFrame ? 'closed by server' : 'dropped'));
     if (closedFor === 'shutdown' || closedFor === 'replay_due') return;
+    ctx.metrics.inc('pod_reconnects_total', { service: this.name });
     if (end.error) {
       ctx.health.set(this.name, 'degraded', end.error.message);
       this.#log.warn({ ...info, err: end.error.message }, 'PoD live session failed; reconnecting (the server resumes a live session dropped less than an hour ago).');

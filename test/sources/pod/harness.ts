@@ -3,6 +3,7 @@
  * jump hours ahead while timers stay real, a log capture, and the sidecar's real state store and
  * pipeline around the source with an in-memory (or forward) sink.
  */
+import { SourceMetricsStore } from '../../../plugin/telemetry/source-metrics.ts';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { ClientOptions } from 'ws';
@@ -100,6 +101,7 @@ export function directContext(o: { clock?: Clock; logger?: Logger; signal: Abort
     resetServices: new Set(),
     requestLog: { record: async () => {}, list: async () => [], prune: async () => {} },
     health: o.health ?? { set: () => {} },
+    metrics: new SourceMetricsStore().forInput('pod-test'),
   };
 }
 

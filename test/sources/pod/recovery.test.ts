@@ -194,12 +194,6 @@ test('a quiet live stream still records its contact, so a clean restart knows th
 
 test(
   'restart after a 3-hour outage: the replay of the cursor hour is not delivered twice',
-  {
-    todo:
-      'de-dup keys expire by wall clock from their commit (state/seen.ts), so after an outage longer than the ' +
-      'window minus the hour rounding the replayed hour before the cursor is delivered again; needs keys that ' +
-      'age only while the sidecar runs (reported to the lead)',
-  },
   async (t) => {
     const clock = new OffsetClock();
     const sim = await startPodSimulator({ ...simBase(clock), rate: { maillog: 1, message: 0, audit: 0 }, historyMs: 10 * MIN, firstSessionFrom: 'origin' });

@@ -98,6 +98,8 @@ test('a drop without a close frame: reconnect, the server resumes, nothing lost,
   assert.ok(sc.log.lines.some((l) => l.msg?.toString().includes('dropped without a close frame') && l.code === 1006));
   const dupes = sc.pipeline.counters().find((c) => c.service === 'maillog')!.duplicates;
   assert.ok(dupes >= 10, `the repeats were filtered (${dupes})`);
+  const reconnects = sc.pipeline.sourceMetrics.values('pod_reconnects_total').find((v) => v.labels.service === 'maillog')?.value;
+  assert.ok((reconnects ?? 0) >= sessions.length - 1, `reconnects counted (${reconnects} for ${sessions.length} sessions)`);
 });
 
 test('409 on the first attempts: logged with the server text, degraded, then streaming', async (t) => {
@@ -112,6 +114,10 @@ test('409 on the first attempts: logged with the server text, degraded, then str
   await sc.stop();
   const attempts = sim.sessions.map((s) => s.status);
   assert.deepEqual(attempts, [409, 409, 101]);
+  const metric = (name: 'pod_conflicts_total' | 'pod_sessions_total') =>
+    sc.pipeline.sourceMetrics.values(name).map((v) => ({ ...v.labels, value: v.value }));
+  assert.deepEqual(metric('pod_conflicts_total'), [{ input_id: 'pod-test', service: 'audit', value: 2 }]);
+  assert.deepEqual(metric('pod_sessions_total'), [{ input_id: 'pod-test', service: 'audit', mode: 'live', value: 1 }]);
   // Attempts were spaced (request period, then backoff), never hammered.
   const times = sim.sessions.map((s) => s.startedAt);
   assert.ok(times[1]! - times[0]! >= 900 && times[2]! - times[1]! >= 900, `spacing ${times}`);

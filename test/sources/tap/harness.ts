@@ -7,6 +7,7 @@
  * for a few real turns): the clock then jumps to the next timer, i.e. to the end of whatever the
  * source is sleeping for. Tests assert behaviour, never timing.
  */
+import { SourceMetricsStore } from '../../../plugin/telemetry/source-metrics.ts';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { FakeClock } from '../../helpers/fake-clock.ts';
@@ -164,6 +165,7 @@ export function directContext(state: DirectState, clock: Clock, logger: Logger, 
     resetServices: new Set(),
     requestLog: state.requestLog,
     health: { set: (service, status, reason) => void state.health.set(service, { status, reason }) },
+    metrics: new SourceMetricsStore().forInput('tap-test'),
   };
 }
 
