@@ -14,6 +14,7 @@
 import type { Logger } from 'pino';
 import type { ForwardOutputConfig } from '../config/schema.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
+import { PendingRecords } from '../output/pending.ts';
 import type { OutputRecord, Sink, SinkStats } from '../output/sink.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
@@ -29,11 +30,6 @@ export interface ForwardSinkOptions {
   events?: ForwardEvents;
 }
 
-interface Waiter {
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
 export class ForwardSink implements Sink {
   readonly kind = 'forward' as const;
   readonly #cfg: ForwardOutputConfig;
@@ -41,10 +37,7 @@ export class ForwardSink implements Sink {
   readonly #log: Logger;
   readonly #client: ForwardClient;
   readonly #maxRecordBytes = new Map<string, number>();
-  #pendingRecords = 0;
-  #pendingBytes = 0;
-  #capacityWaiters = new Set<Waiter>();
-  #drainWaiters = new Set<() => void>();
+  readonly #pending: PendingRecords;
   /** Rejecters of send() promises still waiting for acks. */
   #sends = new Set<(err: unknown) => void>();
   #closing = false;
@@ -54,6 +47,7 @@ export class ForwardSink implements Sink {
     this.#cfg = cfg;
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? silentLogger();
+    this.#pending = new PendingRecords(cfg.queue_max_bytes, this.#clock);
     this.#client = new ForwardClient(cfg, {
       clock: this.#clock,
       logger: this.#log,
@@ -98,8 +92,7 @@ export class ForwardSink implements Sink {
     const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
     const onChunkAcked = this.#tracker(chunks.length, settle);
     for (const { entries, bytes } of chunks) {
-      this.#pendingRecords += entries.length;
-      this.#pendingBytes += bytes;
+      this.#pending.add(entries.length, bytes);
       this.#client.enqueue(new OutboundChunk(tag, newChunkId(), entries, bytes, onChunkAcked(entries.length, bytes)));
     }
     return done;
@@ -117,9 +110,7 @@ export class ForwardSink implements Sink {
     };
     this.#sends.add(fail);
     return (records, bytes) => () => {
-      this.#pendingRecords -= records;
-      this.#pendingBytes -= bytes;
-      this.#wakeWaiters();
+      this.#pending.remove(records, bytes);
       if (--left === 0) {
         this.#sends.delete(fail);
         settle.resolve();
@@ -129,26 +120,7 @@ export class ForwardSink implements Sink {
 
   waitForCapacity(signal?: AbortSignal): Promise<void> {
     if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output is closing'));
-    if (this.#pendingBytes < this.#cfg.queue_max_bytes) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        this.#capacityWaiters.delete(w);
-        reject(signal!.reason);
-      };
-      const w: Waiter = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (err) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      };
-      this.#capacityWaiters.add(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.#pending.waitForCapacity(signal);
   }
 
   start(): void {
@@ -156,25 +128,13 @@ export class ForwardSink implements Sink {
   }
 
   async close(timeoutMs: number): Promise<number> {
-    if (this.#closed) return this.#pendingRecords;
+    if (this.#closed) return this.#pending.records;
     this.#closing = true;
-    const closedErr = new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output closed');
-    for (const w of this.#capacityWaiters) w.reject(closedErr);
-    this.#capacityWaiters.clear();
-    if (this.#pendingRecords > 0) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          cancel();
-          this.#drainWaiters.delete(done);
-          resolve();
-        };
-        const cancel = this.#clock.setTimer(timeoutMs, done);
-        this.#drainWaiters.add(done);
-      });
-    }
+    this.#pending.rejectWaiters(new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output closed'));
+    await this.#pending.drained(timeoutMs);
     this.#closed = true;
     this.#client.close();
-    const unacked = this.#pendingRecords;
+    const unacked = this.#pending.records;
     if (unacked > 0) {
       this.#log.warn({ unacked, timeoutMs }, 'forward: closed with records not acknowledged by Fluent Bit');
       const err = new SidecarError(ErrorCode.FORWARD_CLOSED, `forward output closed with ${unacked} records not acknowledged`);
@@ -187,8 +147,8 @@ export class ForwardSink implements Sink {
     const c = this.#client.stats();
     return {
       connected: c.connected,
-      pendingRecords: this.#pendingRecords,
-      pendingBytes: this.#pendingBytes,
+      pendingRecords: this.#pending.records,
+      pendingBytes: this.#pending.bytes,
       chunksInFlight: c.chunksInFlight,
       chunksAcked: c.chunksAcked,
       reconnects: c.reconnects,
@@ -222,12 +182,4 @@ export class ForwardSink implements Sink {
     return out;
   }
 
-  #wakeWaiters(): void {
-    if (this.#pendingBytes < this.#cfg.queue_max_bytes && this.#capacityWaiters.size > 0) {
-      const ws = [...this.#capacityWaiters];
-      this.#capacityWaiters.clear();
-      for (const w of ws) w.resolve();
-    }
-    if (this.#pendingRecords === 0) for (const d of [...this.#drainWaiters]) d();
-  }
 }

@@ -11,6 +11,8 @@
 import type { StdoutOutputConfig } from '../config/schema.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
 import type { EventTime } from '../util/time.ts';
+import { systemClock, type Clock } from '../util/clock.ts';
+import { PendingRecords } from './pending.ts';
 import type { OutputRecord, Sink, SinkStats } from './sink.ts';
 
 interface Pending {
@@ -31,18 +33,16 @@ export class StdoutSink implements Sink {
   readonly #stream: NodeJS.WritableStream;
   #queue: Pending[] = [];
   #blocked = false;
-  #pendingRecords = 0;
-  #pendingBytes = 0;
+  readonly #pending: PendingRecords;
   #writesInFlight = 0;
   #writesDone = 0;
-  #capacityWaiters = new Set<{ resolve(): void; reject(e: unknown): void }>();
-  #drainWaiters = new Set<() => void>();
   #sends = new Set<(err: unknown) => void>();
   #closing = false;
 
-  constructor(cfg: StdoutOutputConfig, opts: { stream?: NodeJS.WritableStream } = {}) {
+  constructor(cfg: StdoutOutputConfig, opts: { stream?: NodeJS.WritableStream; clock?: Clock } = {}) {
     this.#cfg = cfg;
     this.#stream = opts.stream ?? process.stdout;
+    this.#pending = new PendingRecords(cfg.queue_max_bytes, opts.clock ?? systemClock);
   }
 
   maxRecordBytes(tag: string): number {
@@ -68,8 +68,7 @@ export class StdoutSink implements Sink {
     const parts: Buffer[] = [];
     for (const e of encoded) parts.push(head, e);
     const line = Buffer.concat(parts);
-    this.#pendingRecords += encoded.length;
-    this.#pendingBytes += line.length;
+    this.#pending.add(encoded.length, line.length);
     return new Promise<void>((resolve, reject) => {
       const fail = (err: unknown) => {
         this.#sends.delete(fail);
@@ -80,9 +79,7 @@ export class StdoutSink implements Sink {
         line,
         records: encoded.length,
         done: (err) => {
-          this.#pendingRecords -= encoded.length;
-          this.#pendingBytes -= line.length;
-          this.#wake();
+          this.#pending.remove(encoded.length, line.length);
           if (err) fail(err);
           else {
             this.#sends.delete(fail);
@@ -96,47 +93,16 @@ export class StdoutSink implements Sink {
 
   waitForCapacity(signal?: AbortSignal): Promise<void> {
     if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'stdout output is closing'));
-    if (this.#pendingBytes < this.#cfg.queue_max_bytes) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        this.#capacityWaiters.delete(w);
-        reject(signal!.reason);
-      };
-      const w = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (e: unknown) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      };
-      this.#capacityWaiters.add(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.#pending.waitForCapacity(signal);
   }
 
   start(): void {}
 
   async close(timeoutMs: number): Promise<number> {
     this.#closing = true;
-    const err = new SidecarError(ErrorCode.FORWARD_CLOSED, 'stdout output closed');
-    for (const w of this.#capacityWaiters) w.reject(err);
-    this.#capacityWaiters.clear();
-    if (this.#pendingRecords > 0) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(t);
-          this.#drainWaiters.delete(done);
-          resolve();
-        };
-        const t = setTimeout(done, timeoutMs);
-        this.#drainWaiters.add(done);
-      });
-    }
-    const unacked = this.#pendingRecords;
+    this.#pending.rejectWaiters(new SidecarError(ErrorCode.FORWARD_CLOSED, 'stdout output closed'));
+    await this.#pending.drained(timeoutMs);
+    const unacked = this.#pending.records;
     if (unacked > 0) for (const fail of [...this.#sends]) fail(new SidecarError(ErrorCode.FORWARD_CLOSED, `stdout output closed with ${unacked} records not written`));
     return unacked;
   }
@@ -144,8 +110,8 @@ export class StdoutSink implements Sink {
   stats(): SinkStats {
     return {
       connected: true,
-      pendingRecords: this.#pendingRecords,
-      pendingBytes: this.#pendingBytes,
+      pendingRecords: this.#pending.records,
+      pendingBytes: this.#pending.bytes,
       chunksInFlight: this.#writesInFlight,
       chunksAcked: this.#writesDone,
       reconnects: 0,
@@ -171,14 +137,6 @@ export class StdoutSink implements Sink {
     }
   }
 
-  #wake(): void {
-    if (this.#pendingBytes < this.#cfg.queue_max_bytes && this.#capacityWaiters.size > 0) {
-      const ws = [...this.#capacityWaiters];
-      this.#capacityWaiters.clear();
-      for (const w of ws) w.resolve();
-    }
-    if (this.#pendingRecords === 0) for (const d of [...this.#drainWaiters]) d();
-  }
 }
 
 function prefix(tag: string): Buffer {
