@@ -13,11 +13,11 @@
 import type { Config } from '../config/schema.ts';
 import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
 import { scrub } from '../telemetry/secrets.ts';
-import { TAP_DEFAULT_URL_BASE, enabledServices, threatStatusParams } from '../sources/tap/config.ts';
-import { TapClient, TAP_PATHS } from '../sources/tap/client.ts';
+import { enabledServices } from '../sources/tap/config.ts';
+import { tapClientFor, TAP_PATHS } from '../sources/tap/client.ts';
 import { enabledPodServices, podEndpoint } from '../sources/pod/source.ts';
 import { openSocket } from '../sources/pod/socket.ts';
-import { floorHour, formatPodTime } from '../sources/pod/mode.ts';
+import { floorHour, podStreamUrl } from '../sources/pod/mode.ts';
 import { proxyFor } from '../sources/pod/proxy.ts';
 
 export type Verdict = { service: string; ok: boolean; text: string };
@@ -27,15 +27,7 @@ const HOUR = 3600_000;
 export async function probeTap(cfg: NonNullable<Config['inputs']['proofpoint_tap']>, now = Date.now()): Promise<Verdict[]> {
   const names = enabledServices(cfg);
   const path = names.length >= 2 ? TAP_PATHS.all : TAP_PATHS[names[0]!];
-  const client = new TapClient({
-    baseUrl: cfg.override_url_base ?? TAP_DEFAULT_URL_BASE,
-    username: cfg.credentials.username,
-    password: cfg.credentials.password,
-    threatStatus: threatStatusParams(cfg),
-    threatType: cfg.threat_type ?? [],
-    timeoutMs: Math.min(cfg.request_timeout_secs, 60) * 1000,
-    input: cfg.id,
-  });
+  const client = tapClientFor(cfg, { timeoutMs: Math.min(cfg.request_timeout_secs, 60) * 1000 });
   const end = Math.floor((now - cfg.window_lag_secs * 1000 - 60_000) / 1000) * 1000;
   const window = { start: end - 30_000, end };
   let verdict: { ok: boolean; text: string };
@@ -57,11 +49,7 @@ export async function probePod(cfg: NonNullable<Config['inputs']['proofpoint_on_
   const since = floorHour(now - 3 * HOUR);
   const out: Verdict[] = [];
   for (const service of enabledPodServices(cfg)) {
-    const url = new URL(endpoint);
-    url.searchParams.set('cid', cfg.credentials.cluster_id);
-    url.searchParams.set('type', service);
-    url.searchParams.set('sinceTime', formatPodTime(since));
-    url.searchParams.set('toTime', formatPodTime(since + HOUR));
+    const url = podStreamUrl(endpoint, cfg.credentials.cluster_id, service, { since, to: since + HOUR });
     try {
       const opened = await openSocket({
         url,

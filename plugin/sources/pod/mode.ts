@@ -173,3 +173,18 @@ function clamp(r: Replay, now: number, limits: ModeLimits): Replay {
   if (r.from >= oldest) return r;
   return { ...r, from: oldest, clampedFrom: r.from };
 }
+
+/**
+ * The URL of one session: live without time parameters, archive with `sinceTime`/`toTime`.
+ * URLSearchParams percent-encodes `+` and `:`; a raw `+` in an offset would read as a space.
+ */
+export function podStreamUrl(endpoint: URL, clusterId: string, service: string, archive?: { since: number; to: number; offsetMin?: number }): URL {
+  const url = new URL(endpoint);
+  url.searchParams.set('cid', clusterId);
+  url.searchParams.set('type', service);
+  if (archive) {
+    url.searchParams.set('sinceTime', formatPodTime(archive.since, archive.offsetMin));
+    url.searchParams.set('toTime', formatPodTime(archive.to, archive.offsetMin));
+  }
+  return url;
+}

@@ -24,7 +24,7 @@ import { SidecarError, VendorHttpError, VendorRequestError } from '../../errors.
 import type { PodInputConfig, PodServiceConfig, PodServiceName } from './config.ts';
 import { CursorTracker, coveredUntil, readCursor, type PodCursor } from './cursor.ts';
 import { parseFrame } from './identity.ts';
-import { formatPodTime, nextStep, offsetOf, replayAfterDrop, replayAtStart, replayDone, type ModeLimits, type Replay, type Step } from './mode.ts';
+import { nextStep, podStreamUrl, offsetOf, replayAfterDrop, replayAtStart, replayDone, type ModeLimits, type Replay, type Step } from './mode.ts';
 import { openSocket, PodSocket, type OpenedSocket, type SessionEnd } from './socket.ts';
 import { PodCredentialsError, PodSessionConflictError } from './errors.ts';
 import { SessionStats } from './stats.ts';
@@ -252,16 +252,10 @@ export class ServiceStream {
   }
 
   #url(step: Step): URL {
-    const url = new URL(this.#o.endpoint);
-    url.searchParams.set('cid', this.#o.cfg.credentials.cluster_id);
-    url.searchParams.set('type', this.name);
-    if (step.mode === 'archive') {
-      // URLSearchParams percent-encodes `+` and `:`; a raw `+` would read as a space.
-      url.searchParams.set('sinceTime', formatPodTime(step.since, step.offsetMin));
-      url.searchParams.set('toTime', formatPodTime(step.to, step.offsetMin));
-    }
-    return url;
+    const { endpoint, cfg } = this.#o;
+    return podStreamUrl(endpoint, cfg.credentials.cluster_id, this.name, step.mode === 'archive' ? step : undefined);
   }
+
 
   async #session(opened: OpenedSocket, step: Step): Promise<void> {
     const { ctx, cfg, signal } = this.#o;

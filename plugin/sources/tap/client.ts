@@ -12,7 +12,7 @@
  */
 import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { CredentialsError, VendorHttpError, VendorRequestError } from '../../errors.ts';
-import { TAP_SERVICES, type TapServiceName } from './config.ts';
+import { TAP_DEFAULT_URL_BASE, TAP_SERVICES, threatStatusParams, type TapInputConfig, type TapServiceName } from './config.ts';
 import { TapBadRequestError, TapThrottledError } from './errors.ts';
 import { formatInterval } from './window.ts';
 
@@ -48,6 +48,20 @@ export interface WindowAnswer {
 }
 
 const MAX_ERROR_TEXT = 300;
+
+/** The client an input's config describes (the source, and `check --online`). */
+export function tapClientFor(cfg: TapInputConfig, opts: { dispatcher?: Dispatcher; timeoutMs?: number } = {}): TapClient {
+  return new TapClient({
+    baseUrl: cfg.override_url_base ?? TAP_DEFAULT_URL_BASE,
+    username: cfg.credentials.username,
+    password: cfg.credentials.password,
+    threatStatus: threatStatusParams(cfg),
+    threatType: cfg.threat_type ?? [],
+    timeoutMs: opts.timeoutMs ?? cfg.request_timeout_secs * 1000,
+    dispatcher: opts.dispatcher,
+    input: cfg.id,
+  });
+}
 
 export class TapClient {
   readonly #o: TapClientOptions;

@@ -24,15 +24,8 @@ import type { Batch, BatchOutcome, RejectedInput, ServiceSpec, Source, SourceCon
 import { CredentialsError, VendorHttpError, VendorRequestError } from '../../errors.ts';
 import { Backoff } from '../../util/backoff.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import {
-  TAP_DEFAULT_TAGS,
-  TAP_DEFAULT_URL_BASE,
-  enabledServices,
-  threatStatusParams,
-  type TapInputConfig,
-  type TapServiceName,
-} from './config.ts';
-import { TAP_PATHS, TapClient, type WindowAnswer } from './client.ts';
+import { TAP_DEFAULT_TAGS, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
+import { TAP_PATHS, tapClientFor, type WindowAnswer } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
 import { TapBadRequestError, TapThrottledError, StartTimeError } from './errors.ts';
 import { buildEvent } from './event.ts';
@@ -243,16 +236,7 @@ export class TapSource implements Source<TapCursor> {
       );
     }
 
-    const client = new TapClient({
-      baseUrl: cfg.override_url_base ?? TAP_DEFAULT_URL_BASE,
-      username: cfg.credentials.username,
-      password: cfg.credentials.password,
-      threatStatus: threatStatusParams(cfg),
-      threatType: cfg.threat_type ?? [],
-      timeoutMs: cfg.request_timeout_secs * 1000,
-      dispatcher: this.#dispatcher,
-      input: this.id,
-    });
+    const client = tapClientFor(cfg, { dispatcher: this.#dispatcher });
     const retry = new Backoff({ minMs: cfg.retry_initial_ms, maxMs: cfg.retry_max_secs * 1000 });
     const periodMs = Math.min(...names.map((s) => (cfg.services[s]?.request_period_in_seconds ?? 60) * 1000));
     let marginMs = LOOKBACK_MARGIN_MS;
