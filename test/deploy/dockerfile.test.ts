@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startTapSimulator } from '../../plugin/simulator/tap/index.ts';
+import { freePort } from '../helpers/net.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOCKERFILE = path.join(ROOT, 'Dockerfile');
@@ -106,14 +107,6 @@ function ignoredBy(rules: string[]): (file: string) => boolean {
     for (const { negate, re } of compiled) if (re.test(file)) ignored = !negate;
     return ignored;
   };
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 function getStatus(url: string): Promise<number> {

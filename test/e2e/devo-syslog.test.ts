@@ -19,6 +19,7 @@ import { forwardOutputSchema } from '../../plugin/config/schema.ts';
 import { ForwardSink } from '../../plugin/forward/sink.ts';
 import { POD_DEFAULT_TAGS } from '../../plugin/sources/pod/config.ts';
 import { TAP_DEFAULT_TAGS } from '../../plugin/sources/tap/config.ts';
+import { freePort, until, accepts } from '../helpers/net.ts';
 
 const BIN = process.env.FLUENT_BIT_BIN;
 const FB_DIR = fileURLToPath(new URL('../../fluent-bit/', import.meta.url));
@@ -27,30 +28,6 @@ const HOSTNAME = 'pps-e2e-relay-host';
 const TAGS = [...Object.values(TAP_DEFAULT_TAGS), ...Object.values(POD_DEFAULT_TAGS)];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const N_SMALL = 1_000;
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** A syslog-over-TLS receiver that requires a client certificate signed by the test CA. */
 class TlsSyslogReceiver {

@@ -14,35 +14,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ForwardSink } from '../../plugin/forward/sink.ts';
 import { forwardConfig } from '../helpers/forward-receiver.ts';
+import { freePort, until, accepts } from '../helpers/net.ts';
 
 const BIN = process.env.FLUENT_BIT_BIN;
 const INPUT_YAML = fileURLToPath(new URL('../../fluent-bit/forward-input.yaml', import.meta.url));
 const N = 5_000;
 const TAG = 'mail.proofpoint.tapsiem_v2.messagesdelivered';
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
-}
 
 if (!BIN) {
   test.skip('FLUENT_BIT_BIN not set: skipping end-to-end test against a real Fluent Bit');
