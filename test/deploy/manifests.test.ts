@@ -183,7 +183,7 @@ test('Kubernetes: non-root, read-only root filesystem, no capabilities, resource
     assert.ok(c.resources?.limits?.memory, `${c.name}: memory limit`);
     for (const m of c.volumeMounts as Obj[]) assert.ok((podSpec.volumes as Obj[]).some((v) => v.name === m.name), `${c.name}: volume ${m.name} declared`);
   }
-  assert.equal(container('sidecar').resources.limits.memory, '256Mi');
+  assert.equal(container('sidecar').resources.limits.memory, '512Mi', 'above the benchmarks\' peak RSS (318-357 MiB)');
   const claims = kind('PersistentVolumeClaim');
   for (const v of podSpec.volumes as Obj[]) {
     if (v.persistentVolumeClaim) assert.ok(claims.some((c) => c.metadata.name === v.persistentVolumeClaim.claimName), `PVC ${v.persistentVolumeClaim.claimName} in pvc.yaml`);
