@@ -8,4 +8,7 @@ export const TEST_SECRETS = {
   podApiKey: 'pod-api-key-Hh27Wq9Lk3Jd',
   forwardSharedKey: 'fwd-shared-key-Zk82Pq1m',
   forwardPassword: 'fwd-password-Xy71Lm0q',
+  /** The simulators' default credentials (most source tests use them). */
+  tapSimSecret: 'sim-secret-0f3c9a7e',
+  podSimApiKey: 'sim-api-key-0123456789abcdef',
 } as const;
