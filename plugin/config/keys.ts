@@ -25,7 +25,8 @@ function def(node: unknown): Def | undefined {
   return (node as { _zod?: { def?: Def } } | undefined)?._zod?.def;
 }
 
-function unwrap(node: unknown): unknown {
+/** The schema inside optional/default/nullable/pipe wrappers. */
+export function unwrap(node: unknown): unknown {
   for (let i = 0; i < 10; i++) {
     const d = def(node);
     if (!d) return node;
@@ -36,10 +37,17 @@ function unwrap(node: unknown): unknown {
   return node;
 }
 
-function shapeOf(node: unknown): Record<string, unknown> | undefined {
+/** The keys of an object schema, or undefined for any other schema. */
+export function shapeOf(node: unknown): Record<string, unknown> | undefined {
   const d = def(node);
   if (d?.type !== 'object') return undefined;
   return d.shape;
+}
+
+/** The options of a union schema, or undefined for any other schema. */
+export function optionsOf(node: unknown): unknown[] | undefined {
+  const d = def(node);
+  return d?.type === 'union' ? d.options : undefined;
 }
 
 /** The declared default of a key's schema, looking through optional/pipe wrappers. */
@@ -68,9 +76,9 @@ export function schemaKeys(): KeyInfo[] {
   };
   const walk = (node: unknown, at: string[]): void => {
     const n = unwrap(node);
-    const d = def(n);
-    if (d?.type === 'union' && d.options) {
-      for (const o of d.options) walk(o, at);
+    const options = optionsOf(n);
+    if (options) {
+      for (const o of options) walk(o, at);
       return;
     }
     const shape = shapeOf(n);

@@ -11,6 +11,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { registerSecret } from '../telemetry/secrets.ts';
+import { optionsOf, shapeOf, unwrap } from './keys.ts';
 import { configSchema, type Config } from './schema.ts';
 
 /** Sections the Devo collectors' config.yaml has and this sidecar does not use. */
@@ -257,8 +258,8 @@ function allowedKeysAt(at: readonly string[], raw: unknown): string[] {
   let node: unknown = configSchema;
   for (let i = 0; i <= at.length; i++) {
     node = unwrap(node);
-    const options = (node as { options?: unknown[] }).options;
-    if (Array.isArray(options)) node = pickOption(options, getPath(raw, at.slice(0, i)));
+    const options = optionsOf(node);
+    if (options) node = pickOption(options, getPath(raw, at.slice(0, i)));
     if (i === at.length) break;
     node = shapeOf(node)?.[at[i]!];
   }
@@ -272,23 +273,6 @@ function pickOption(options: unknown[], value: unknown): unknown {
     if (lit?._zod?.def?.values?.includes(type)) return unwrap(o);
   }
   return unwrap(options[0]);
-}
-
-function unwrap(node: unknown): unknown {
-  for (let i = 0; i < 10 && node; i++) {
-    const def = (node as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
-    if (!def) return node;
-    if (def.innerType) node = def.innerType;
-    else if (def.type === 'pipe' && def.in) node = def.in;
-    else return node;
-  }
-  return node;
-}
-
-function shapeOf(node: unknown): Record<string, unknown> | undefined {
-  if (node && typeof node === 'object' && !('_zod' in node) && !Array.isArray(node)) return undefined;
-  const shape = (node as { shape?: unknown } | undefined)?.shape;
-  return shape && typeof shape === 'object' ? (shape as Record<string, unknown>) : undefined;
 }
 
 /** The allowed key closest to `key` (edit distance, case-insensitive), when close enough. */
