@@ -15,6 +15,46 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/, 'must be "host:port", e.g. "127.0.0.1:2021"');
 
+/**
+ * One puller per feed across replicas (issue 6): each feed (the TAP input; each PoD service) is
+ * pulled only by the replica holding its coordination.k8s.io/v1 Lease. Timings follow client-go's
+ * leader election: a holder that has not renewed within renew_deadline_seconds stops pulling, and a
+ * peer takes a Lease over only after lease_duration_seconds without a renewal, so two replicas
+ * never pull one feed at once.
+ */
+export const coordinationSchema = z
+  .strictObject({
+    type: z.literal('kubernetes'),
+    /** Namespace of the Leases; the pod's own (service account namespace file) when omitted. */
+    namespace: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a Kubernetes namespace name (lowercase letters, digits and "-")')
+      .max(63)
+      .optional(),
+    /** Lease names are `<lease_prefix>-<input id>-<service>` (TAP: `-all`), lowercased. */
+    lease_prefix: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be lowercase letters, digits, "-" and "." (a Kubernetes object name)')
+      .max(120)
+      .default('proofpoint-sidecar'),
+    /** How long a Lease stays valid after its last renewal (the Lease's leaseDurationSeconds). */
+    lease_duration_seconds: positiveInt.default(15),
+    /** A holder that cannot renew within this time stops pulling the feed. */
+    renew_deadline_seconds: z.number().positive().default(10),
+    /** How often Leases are renewed and free ones looked at. */
+    retry_period_seconds: z.number().positive().default(2),
+    /** A kubeconfig file; the in-cluster service account when omitted. */
+    kubeconfig: z.string().min(1).optional(),
+  })
+  .refine((c) => c.renew_deadline_seconds < c.lease_duration_seconds, {
+    message: 'must be less than lease_duration_seconds, so a holder stops pulling before its Lease can expire',
+    path: ['renew_deadline_seconds'],
+  })
+  .refine((c) => c.retry_period_seconds * 2 <= c.renew_deadline_seconds, {
+    message: 'must be at most half of renew_deadline_seconds, so a renewal is tried at least twice before the deadline',
+    path: ['retry_period_seconds'],
+  });
+
 export const globalsSchema = z.strictObject({
   name: z.string().min(1).default('proofpoint-sidecar'),
   log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
@@ -28,6 +68,8 @@ export const globalsSchema = z.strictObject({
   dedup_sweep_interval_secs: positiveInt.default(300),
   /** Most de-dup keys kept per service; the oldest go first beyond it. */
   dedup_max_keys: positiveInt.default(2_000_000),
+  /** Share the feeds among replicas through Kubernetes Leases; omit to pull every feed here. */
+  coordination: coordinationSchema.optional(),
   /** Devo-only: accepted and ignored (state lives in state_dir). */
   persistence: z.unknown().optional(),
 });
@@ -114,3 +156,4 @@ export type ForwardOutputConfig = z.infer<typeof forwardOutputSchema>;
 export type StdoutOutputConfig = z.infer<typeof stdoutOutputSchema>;
 export type OutputConfig = z.infer<typeof outputSchema>;
 export type GlobalsConfig = z.infer<typeof globalsSchema>;
+export type CoordinationConfig = z.infer<typeof coordinationSchema>;
