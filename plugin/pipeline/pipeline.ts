@@ -23,6 +23,7 @@ import { silentLogger } from '../telemetry/logger.ts';
 import { HealthRegistry } from '../telemetry/health.ts';
 import { SourceMetricsStore } from '../telemetry/source-metrics.ts';
 import { DeadLetterFile, type DeadLetterEntry } from './dead-letter.ts';
+import { USER_AGENT } from '../util/user-agent.ts';
 
 export interface PipelineOptions {
   store: StateStore;
@@ -39,6 +40,8 @@ export interface PipelineOptions {
   sweepIntervalMs?: number;
   /** Batches sent and not yet committed, per source, at most (bounds empty/duplicate-only batches). */
   maxPendingBatches?: number;
+  /** Sent by sources as User-Agent (names the replica to the vendor). */
+  userAgent?: string;
 }
 
 /** Counters per (input, service), for statistics, /metrics and tests. */
@@ -80,6 +83,24 @@ interface SourceRun {
   waiters: Array<() => void>;
   failed?: Error;
   done: boolean;
+  /** Aborted when the pipeline stops or this source alone is stopped (feed released or lost). */
+  abort: AbortController;
+  loop: Promise<void>;
+}
+
+export interface AttachOptions {
+  /**
+   * Whether the source recovers as after a crash. Default: the state store's flag. A feed taken
+   * over from a replica that did not release it is recovered as after a crash of that replica.
+   */
+  uncleanShutdown?: boolean;
+}
+
+export interface AttachedSource {
+  /** Ends when the source's loop ends. */
+  loop: Promise<void>;
+  /** Aborts the source (no more pulls), then waits for its batches to commit; health says why. */
+  stop(reason?: string): Promise<void>;
 }
 
 export class Pipeline {
@@ -95,10 +116,12 @@ export class Pipeline {
   readonly #abort = new AbortController();
   readonly #runs: SourceRun[] = [];
   readonly #counters = new Map<string, ServiceCounters>();
+  /** Every (input, service) ever attached, for the de-dup sweep (sources come and go). */
+  readonly #specs = new Map<string, { input: string; spec: ServiceSpec }>();
+  readonly #userAgent: string;
   readonly health: HealthRegistry;
   /** What sources count themselves (TAP requests per pool, POD reconnects and 409s). */
   readonly sourceMetrics = new SourceMetricsStore();
-  #loops: Promise<void>[] = [];
   #cancelSweep?: () => void;
   #sweeping?: Promise<void>;
   #started = false;
@@ -116,6 +139,7 @@ export class Pipeline {
     this.#dedupMaxKeys = opts.dedupMaxKeys ?? 2_000_000;
     this.#sweepIntervalMs = opts.sweepIntervalMs ?? 300_000;
     this.#maxPending = opts.maxPendingBatches ?? 1_000;
+    this.#userAgent = opts.userAgent ?? USER_AGENT;
   }
 
   get deadLetterPath(): string {
@@ -127,15 +151,52 @@ export class Pipeline {
     if (this.#started) throw new Error('Pipeline already started');
     this.#started = true;
     this.#sink.start();
-    for (const source of this.#sources) {
-      const reset = new Set<string>();
-      const specs = new Map<string, ServiceSpec>();
-      for (const spec of source.services) {
-        specs.set(spec.name, spec);
-        if (await this.#store.applyStartTime(source.id, spec.name, spec.startTime)) reset.add(spec.name);
-        await this.#store.seen.load(scopeOf(source.id, spec.name));
-        const stored = await this.#store.getCursor(source.id, spec.name);
-        this.#counters.set(scopeOf(source.id, spec.name), {
+    const loops: Promise<void>[] = [];
+    for (const source of this.#sources) loops.push((await this.#attach(source, {})).loop);
+    this.done = Promise.all(loops).then(() => undefined);
+    this.#scheduleSweep();
+  }
+
+  /**
+   * Starts one more source on a running pipeline: coordination does this when this replica
+   * acquires a feed's Lease. `stop()` of the handle aborts the source at once (it stops pulling),
+   * then waits until every batch it yielded is committed, or the pipeline stops.
+   */
+  async attach(source: Source, opts: AttachOptions = {}): Promise<AttachedSource> {
+    if (!this.#started || this.#abort.signal.aborted) throw new Error('Pipeline is not running');
+    const run = await this.#attach(source, opts);
+    return {
+      loop: run.loop,
+      stop: async (reason = 'stopped') => {
+        run.abort.abort(new Error(reason));
+        await run.loop;
+        await this.#allCommitted([run]);
+        await run.committing;
+        for (const spec of source.services) {
+          if (this.health.get(source.id, spec.name)?.status !== 'failed') this.health.set(source.id, spec.name, 'stopped', reason);
+        }
+        const i = this.#runs.indexOf(run);
+        if (i >= 0 && run.pending.length === 0) this.#runs.splice(i, 1);
+      },
+    };
+  }
+
+  async #attach(source: Source, opts: AttachOptions): Promise<SourceRun> {
+    const reset = new Set<string>();
+    const specs = new Map<string, ServiceSpec>();
+    for (const spec of source.services) {
+      specs.set(spec.name, spec);
+      this.#specs.set(scopeOf(source.id, spec.name), { input: source.id, spec });
+      if (await this.#store.applyStartTime(source.id, spec.name, spec.startTime)) reset.add(spec.name);
+      await this.#store.seen.load(scopeOf(source.id, spec.name));
+      const stored = await this.#store.getCursor(source.id, spec.name);
+      const scope = scopeOf(source.id, spec.name);
+      const c = this.#counters.get(scope);
+      if (c) {
+        c.cursor = stored?.cursor;
+        c.lastCommitAt = stored?.committed_at;
+      } else {
+        this.#counters.set(scope, {
           input: source.id,
           source: source.type,
           service: spec.name,
@@ -148,30 +209,43 @@ export class Pipeline {
           cursor: stored?.cursor,
           lastCommitAt: stored?.committed_at,
         });
-        this.health.set(source.id, spec.name, 'starting');
       }
-      const run: SourceRun = { source, specs, pending: [], inFlight: new Map(), committing: Promise.resolve(), waiters: [], done: false };
-      this.#runs.push(run);
-      const ctx: SourceContext = {
-        clock: this.#clock,
-        logger: this.#logger.child({ source: source.type, input_id: source.id }),
-        signal: this.#abort.signal,
-        cursor: async <C>(service: string) => (await this.#store.getCursor<C>(source.id, service))?.cursor,
-        uncleanShutdown: this.#store.uncleanShutdown,
-        resetServices: reset,
-        requestLog: this.#store.requests.forInput(source.id),
-        health: this.health.reporterFor(source.id),
-        metrics: this.sourceMetrics.forInput(source.id),
-      };
-      this.#loops.push(this.#runSource(run, ctx));
+      this.health.set(source.id, spec.name, 'starting');
     }
-    this.done = Promise.all(this.#loops).then(() => undefined);
-    this.#scheduleSweep();
+    const abort = new AbortController();
+    const onStop = () => abort.abort(this.#abort.signal.reason);
+    this.#abort.signal.addEventListener('abort', onStop, { once: true });
+    const run: SourceRun = {
+      source,
+      specs,
+      pending: [],
+      inFlight: new Map(),
+      committing: Promise.resolve(),
+      waiters: [],
+      done: false,
+      abort,
+      loop: Promise.resolve(),
+    };
+    this.#runs.push(run);
+    const ctx: SourceContext = {
+      clock: this.#clock,
+      logger: this.#logger.child({ source: source.type, input_id: source.id }),
+      signal: abort.signal,
+      cursor: async <C>(service: string) => (await this.#store.getCursor<C>(source.id, service))?.cursor,
+      uncleanShutdown: opts.uncleanShutdown ?? this.#store.uncleanShutdown,
+      resetServices: reset,
+      requestLog: this.#store.requests.forInput(source.id),
+      health: this.health.reporterFor(source.id),
+      metrics: this.sourceMetrics.forInput(source.id),
+      userAgent: this.#userAgent,
+    };
+    run.loop = this.#runSource(run, ctx).finally(() => this.#abort.signal.removeEventListener('abort', onStop));
+    return run;
   }
 
   async #runSource(run: SourceRun, ctx: SourceContext): Promise<void> {
     const { source } = run;
-    const signal = this.#abort.signal;
+    const signal = run.abort.signal;
     try {
       const it = source.run(ctx)[Symbol.asyncIterator]();
       for (;;) {
@@ -355,19 +429,17 @@ export class Pipeline {
 
   /** Deletes expired de-dup keys and keys beyond the per-service maximum. */
   async sweep(): Promise<void> {
-    for (const run of this.#runs) {
-      for (const spec of run.source.services) {
-        if (this.#store.closed) return;
-        const r = await this.#store.seen.sweep(scopeOf(run.source.id, spec.name), this.#dedupMaxKeys);
-        if (r.expired + r.evicted > 0) {
-          this.#logger.debug({ input_id: run.source.id, service: spec.name, ...r }, 'De-dup window swept.');
-        }
-        if (r.evicted > 0) {
-          this.#logger.warn(
-            { input_id: run.source.id, service: spec.name, evicted: r.evicted, max_keys: this.#dedupMaxKeys },
-            'De-dup window is full: the oldest keys were forgotten before their age limit (globals.dedup_max_keys).',
-          );
-        }
+    for (const [scope, { input, spec }] of this.#specs) {
+      if (this.#store.closed) return;
+      const r = await this.#store.seen.sweep(scope, this.#dedupMaxKeys);
+      if (r.expired + r.evicted > 0) {
+        this.#logger.debug({ input_id: input, service: spec.name, ...r }, 'De-dup window swept.');
+      }
+      if (r.evicted > 0) {
+        this.#logger.warn(
+          { input_id: input, service: spec.name, evicted: r.evicted, max_keys: this.#dedupMaxKeys },
+          'De-dup window is full: the oldest keys were forgotten before their age limit (globals.dedup_max_keys).',
+        );
       }
     }
   }
@@ -392,7 +464,7 @@ export class Pipeline {
     const left = () => Math.max(0, deadline - Date.now());
     this.#abort.abort(new Error('stopping'));
     this.#cancelSweep?.();
-    await withTimeout(Promise.all(this.#loops), left());
+    await withTimeout(Promise.all(this.#runs.map((r) => r.loop)), left());
     await withTimeout(this.#allCommitted(), left());
     await this.#sink.close(left());
     await Promise.all(this.#runs.map((r) => r.committing));
@@ -407,9 +479,9 @@ export class Pipeline {
     return { clean: uncommitted === 0 && sourcesDone, uncommittedBatches: uncommitted };
   }
 
-  async #allCommitted(): Promise<void> {
+  async #allCommitted(runs: SourceRun[] = this.#runs): Promise<void> {
     for (;;) {
-      const waiting = this.#runs.filter((r) => r.pending.length > 0 && !r.pending.every((p) => p.failed));
+      const waiting = runs.filter((r) => r.pending.length > 0 && !r.pending.every((p) => p.failed));
       if (waiting.length === 0) return;
       await Promise.race([
         ...waiting.map((r) => new Promise<void>((resolve) => r.waiters.push(resolve))),

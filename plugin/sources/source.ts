@@ -107,6 +107,8 @@ export interface SourceContext {
   requestLog: RequestLog;
   health: HealthReporter;
   metrics: SourceMetrics;
+  /** Sent as the User-Agent header of vendor requests and sessions. */
+  userAgent: string;
 }
 
 export interface Source<C = unknown> {

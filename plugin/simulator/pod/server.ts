@@ -62,6 +62,8 @@ export interface SessionRecord {
   end?: 'server_close' | 'client_close' | 'drop';
   /** Negotiated WebSocket extensions (e.g. "permessage-deflate"). */
   extensions?: string;
+  /** The client's User-Agent (names the replica when coordination is on). */
+  userAgent?: string;
 }
 
 interface OpenSession {
@@ -207,6 +209,7 @@ export class PodSimulatorServer {
       sinceTime: url.searchParams.get('sinceTime') ?? undefined,
       toTime: url.searchParams.get('toTime') ?? undefined,
       startedAt: now,
+      userAgent: req.headers['user-agent'],
       concurrent: 0,
       framesSent: 0,
       eventsSent: 0,

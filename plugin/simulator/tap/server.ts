@@ -55,6 +55,10 @@ export interface SimRequest {
   refusal?: string;
   events: number;
   authorized: boolean;
+  /** The client's User-Agent (names the replica when coordination is on). */
+  userAgent?: string;
+  /** Scenario time the answer was finished or the connection closed. */
+  endedAt?: number;
 }
 
 export function poolOfPath(path: string): SimPool {
@@ -145,6 +149,7 @@ export class TapSimServer {
     this.#pending++;
     let counted = true;
     const done = () => {
+      rec.endedAt ??= this.#sc.clock.now();
       if (counted) this.#pending--;
       counted = false;
     };
@@ -154,7 +159,16 @@ export class TapSimServer {
     const url = new URL(req.url ?? '/', 'http://sim');
     const query: Record<string, string[]> = {};
     for (const [k, v] of url.searchParams) (query[k] ??= []).push(v);
-    const rec: SimRequest = { at: now, method: req.method ?? '', path: url.pathname, query, status: 0, events: 0, authorized: false };
+    const rec: SimRequest = {
+      at: now,
+      method: req.method ?? '',
+      path: url.pathname,
+      query,
+      status: 0,
+      events: 0,
+      authorized: false,
+      userAgent: req.headers['user-agent'],
+    };
     this.requests.push(rec);
     const reply = (status: number, body?: string, type = 'text/plain; charset=utf-8') => {
       rec.status = status;

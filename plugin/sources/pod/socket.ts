@@ -19,6 +19,7 @@ import { WebSocket, type ClientOptions, type RawData } from 'ws';
 import type { Clock } from '../../util/clock.ts';
 import { VendorRequestError, type SidecarError } from '../../errors.ts';
 import { handshakeError, PodSessionError } from './errors.ts';
+import { USER_AGENT } from '../../util/user-agent.ts';
 
 /** Refusal bodies are short texts; more than this is not read. */
 const MAX_REFUSAL_BODY_BYTES = 64 * 1024;
@@ -34,6 +35,8 @@ export interface OpenOptions {
   agent?: http.Agent;
   /** Extra ws options (tests: TLS CA); cannot override auth, limits or TLS verification. */
   wsOptions?: ClientOptions;
+  /** User-Agent header; names the replica when coordination is on. */
+  userAgent?: string;
   signal?: AbortSignal;
 }
 
@@ -55,7 +58,7 @@ export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
     if (o.signal?.aborted) return reject(o.signal.reason);
     const ws = new WebSocket(o.url, {
       ...o.wsOptions,
-      headers: { ...o.wsOptions?.headers, Authorization: `Bearer ${o.apiKey}` },
+      headers: { ...o.wsOptions?.headers, 'User-Agent': o.userAgent ?? USER_AGENT, Authorization: `Bearer ${o.apiKey}` },
       handshakeTimeout: o.handshakeTimeoutMs,
       maxPayload: o.maxFrameBytes,
       perMessageDeflate: o.perMessageDeflate,

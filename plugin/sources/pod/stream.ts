@@ -214,6 +214,7 @@ export class ServiceStream {
         closeTimeoutMs: this.#o.cfg.close_timeout_secs * 1000,
         agent: this.#o.agent,
         wsOptions: this.#o.wsOptions,
+        userAgent: ctx.userAgent,
         signal,
       });
     } catch (err) {

@@ -15,6 +15,7 @@ import { CredentialsError, VendorHttpError, VendorRequestError } from '../../err
 import { TAP_DEFAULT_URL_BASE, TAP_SERVICES, threatStatusParams, type TapInputConfig, type TapServiceName } from './config.ts';
 import { TapBadRequestError, TapThrottledError } from './errors.ts';
 import { formatInterval } from './window.ts';
+import { USER_AGENT } from '../../util/user-agent.ts';
 
 /** Endpoint paths, and the arrays each one returns. */
 export const TAP_PATHS: Record<TapServiceName | 'all', string> = {
@@ -37,6 +38,8 @@ export interface TapClientOptions {
   dispatcher?: Dispatcher;
   /** Input id, for messages. */
   input: string;
+  /** User-Agent header; names the replica when coordination is on. */
+  userAgent?: string;
 }
 
 export interface WindowAnswer {
@@ -50,7 +53,7 @@ export interface WindowAnswer {
 const MAX_ERROR_TEXT = 300;
 
 /** The client an input's config describes (the source, and `check --online`). */
-export function tapClientFor(cfg: TapInputConfig, opts: { dispatcher?: Dispatcher; timeoutMs?: number } = {}): TapClient {
+export function tapClientFor(cfg: TapInputConfig, opts: { dispatcher?: Dispatcher; timeoutMs?: number; userAgent?: string } = {}): TapClient {
   return new TapClient({
     baseUrl: cfg.override_url_base ?? TAP_DEFAULT_URL_BASE,
     username: cfg.credentials.username,
@@ -60,6 +63,7 @@ export function tapClientFor(cfg: TapInputConfig, opts: { dispatcher?: Dispatche
     timeoutMs: opts.timeoutMs ?? cfg.request_timeout_secs * 1000,
     dispatcher: opts.dispatcher,
     input: cfg.id,
+    userAgent: opts.userAgent,
   });
 }
 
@@ -98,7 +102,7 @@ export class TapClient {
       const res = await request(this.url(path, w), {
         method: 'GET',
         dispatcher: this.#dispatcher,
-        headers: { authorization: this.#auth, accept: 'application/json' },
+        headers: { authorization: this.#auth, accept: 'application/json', 'user-agent': this.#o.userAgent ?? USER_AGENT },
         signal: both,
         headersTimeout: this.#o.timeoutMs,
         bodyTimeout: this.#o.timeoutMs,

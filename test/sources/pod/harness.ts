@@ -94,6 +94,7 @@ export class HealthLog implements HealthReporter {
 export function directContext(o: { clock?: Clock; logger?: Logger; signal: AbortSignal; cursors?: Record<string, unknown>; unclean?: boolean; health?: HealthReporter }): SourceContext {
   return {
     clock: o.clock ?? systemClock,
+    userAgent: 'proofpoint-sidecar/test',
     logger: o.logger ?? pino({ level: 'silent' }),
     signal: o.signal,
     cursor: async <C>(service: string) => o.cursors?.[service] as C | undefined,

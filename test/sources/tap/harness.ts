@@ -159,6 +159,7 @@ export function directContext(state: DirectState, clock: Clock, logger: Logger, 
   return {
     clock,
     logger,
+    userAgent: 'proofpoint-sidecar/test',
     signal,
     cursor: async <C>(service: string) => state.cursors.get(service) as C | undefined,
     uncleanShutdown: false,
