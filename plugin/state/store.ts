@@ -157,6 +157,26 @@ export class StateStore {
     this.seen.afterCommit(scope, op.keys.length);
   }
 
+  /** The start time a service's state was collected under: undefined when never recorded, null for none. */
+  async getStartTime(input: string, service: string): Promise<string | null | undefined> {
+    const stored = (await this.meta.get(`start_time::${scopeOf(input, service)}`)) as { value: string | null } | undefined;
+    return stored?.value;
+  }
+
+  /**
+   * Adopts a cursor another replica committed (coordination: it travels in the feed's Lease), with
+   * the start time it was collected under, in one atomic write. Those events were acknowledged by
+   * that replica's output; this replica goes on from there.
+   */
+  async adoptCursor(input: string, service: string, cursor: unknown, startTime: string | null): Promise<void> {
+    const scope = scopeOf(input, service);
+    const value: StoredCursor = { v: 1, cursor, committed_at: this.#clock.now() };
+    await writeBatch(this.db, [
+      { type: 'put', sublevel: this.cursors, key: scope, value },
+      { type: 'put', sublevel: this.meta, key: `start_time::${scope}`, value: { value: startTime } },
+    ]);
+  }
+
   /**
    * Compares the configured start time of a service with the stored one. When it changed, the
    * service's cursor and de-dup keys are deleted (the Devo collectors' rule) and true is returned.

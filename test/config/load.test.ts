@@ -139,7 +139,7 @@ test('unknown keys are rejected with their path, the nearest valid key and what 
   );
   assert.ok(
     p.includes(
-      'globals.stat_dir: unknown key; did you mean "state_dir"? Allowed keys in globals: name, log_level, state_dir, http, shutdown_timeout_secs, dedup_sweep_interval_secs, dedup_max_keys, persistence',
+      'globals.stat_dir: unknown key; did you mean "state_dir"? Allowed keys in globals: name, log_level, state_dir, http, shutdown_timeout_secs, dedup_sweep_interval_secs, dedup_max_keys, coordination, persistence',
     ),
     p.join('\n'),
   );
@@ -246,4 +246,26 @@ inputs:
   assert.equal(config.output.type === 'forward' && config.output.shared_key, '12345678');
   assert.equal(config.inputs.proofpoint_tap?.enabled, false);
   assert.equal(config.inputs.proofpoint_tap?.credentials.password, '99999999');
+});
+
+test('globals.coordination: timings that could let two replicas pull one feed are refused, naming the key', () => {
+  const problems = (coordination: Record<string, unknown>) => {
+    try {
+      loadConfigText(JSON.stringify({ globals: { coordination: { type: 'kubernetes', ...coordination } } }), 'c.json');
+      return [];
+    } catch (err) {
+      return String((err as Error).message).split('\n');
+    }
+  };
+  assert.deepEqual(problems({}), []);
+  assert.ok(
+    problems({ lease_duration_seconds: 10, renew_deadline_seconds: 10 }).some((l) =>
+      l.includes('globals.coordination.renew_deadline_seconds: must be less than lease_duration_seconds'),
+    ),
+  );
+  assert.ok(
+    problems({ retry_period_seconds: 6 }).some((l) => l.includes('globals.coordination.retry_period_seconds: must be at most half of renew_deadline_seconds')),
+  );
+  assert.ok(problems({ type: 'etcd' }).some((l) => l.includes('globals.coordination.type')));
+  assert.ok(problems({ lease_prefix: 'Bad_Prefix' }).some((l) => l.includes('globals.coordination.lease_prefix')));
 });

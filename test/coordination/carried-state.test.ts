@@ -128,11 +128,6 @@ test('an unreadable annotation is a problem and yields no state', () => {
 
 test(
   'requests that are null (not an object) are a problem, not an exception',
-  {
-    todo:
-      'bug: decodeState calls Object.entries(o.requests) for any value but undefined; requests: null throws TypeError ' +
-      '(plugin/coordination/carried-state.ts, the requests loop), and Coordinator#acquire calls decodeState without try/catch',
-  },
   () => {
     const text = JSON.stringify({ v: 1, at: NOW, cursors: {}, start_times: {}, requests: null });
     let r: ReturnType<typeof decodeState> | undefined;

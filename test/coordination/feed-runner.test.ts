@@ -265,12 +265,6 @@ test('a carried cursor collected under another start time than the configured on
 
 test(
   'a carried cursor under the configured start time wins over a later local one collected under an old start time',
-  {
-    todo:
-      'bug: FeedRunner#adopt compares with the local cursor without checking the start time it was collected under; ' +
-      'the local cursor wins, then Pipeline#attach -> StateStore.applyStartTime resets it, so the source starts from the ' +
-      'start time and the carried cursor is lost (plugin/coordination/feed-runner.ts, #adopt: `mine === undefined || feed.compareCursors(theirs, mine.cursor) > 0`)',
-  },
   async () => {
     const r = await replica();
     const feed = tapFeed();

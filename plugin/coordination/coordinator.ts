@@ -1,0 +1,448 @@
+/**
+ * One puller per feed across replicas, through one coordination.k8s.io/v1 Lease per feed: the
+ * leader election of client-go (tools/leaderelection), run once per feed.
+ *
+ * The contract:
+ * - A replica pulls a feed only while it holds the feed's Lease. Every retry period it renews what
+ *   it holds (an update at the last resourceVersion it wrote) and looks at the Leases it does not.
+ * - A holder that has not renewed successfully within renew_deadline of SENDING its last
+ *   successful renewal loses the feed: its source is aborted at once. The server wrote that
+ *   renewal after it was sent, and a peer saw it no earlier, so the holder stops pulling at least
+ *   lease_duration - renew_deadline before any peer can think the Lease expired.
+ * - A peer judges expiry by its own clock, as client-go does (clocks of different nodes are not
+ *   compared): a Lease whose resourceVersion has not changed for its leaseDurationSeconds since
+ *   this replica first saw that version has expired. Holder identity empty: released, free now.
+ * - Every write carries the resourceVersion it read; 409 (AlreadyExists on create, Conflict on
+ *   update) means another replica wrote first and won.
+ * - Spreading: the replicas a replica can see are the holders of live Leases and itself; its
+ *   share is the number of feeds over that, rounded up. Below its share it takes at most one free
+ *   feed per retry period; at or above it, only a feed that stayed free for a lease duration
+ *   (somebody must pull it). Feeds do not move away from a live holder.
+ * - On shutdown the holder stops taking feeds, keeps renewing while the pipeline drains, then
+ *   writes its final state and releases (empty holder) so a peer takes over at once.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../util/clock.ts';
+import { LeaseApiError, LeaseConflictError, type Lease, type LeaseApi, type LeaseSpec } from './lease-api.ts';
+import { STATE_ANNOTATION, decodeState, encodeState, type CarriedState } from './carried-state.ts';
+import type { Feed } from './feeds.ts';
+
+export interface CoordinatorTiming {
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+}
+
+/** How a feed came to this replica. */
+export interface Acquisition {
+  /** none: no Lease existed; released: its holder let it go; expired: its holder stopped renewing; self: it named this replica already. */
+  from: 'none' | 'released' | 'expired' | 'self';
+  previousHolder?: string;
+  /** The state the previous holder wrote, when readable. */
+  carried?: CarriedState;
+  /** Why the carried state was not readable. */
+  problem?: string;
+}
+
+export interface FeedHandlers {
+  /** The feed is ours: adopt the carried state and start pulling. */
+  acquired(feed: Feed, how: Acquisition): Promise<void>;
+  /** The feed is not ours any more: stop pulling at once (the stop must begin before this returns). */
+  lost(feed: Feed, reason: string): void;
+  /** The state to carry in the Lease now: committed cursors and, for TAP, request times. */
+  snapshot(feed: Feed): Promise<CarriedState>;
+}
+
+export interface CoordinatorOptions {
+  api: LeaseApi;
+  identity: string;
+  feeds: Feed[];
+  timing: CoordinatorTiming;
+  handlers: FeedHandlers;
+  clock: Clock;
+  logger: Logger;
+  random?: () => number;
+}
+
+export interface FeedLeaseStatus {
+  feed: string;
+  lease: string;
+  held: boolean;
+  /** The holder last seen (this replica when held). */
+  holder?: string;
+  acquired: number;
+  lost: number;
+  released: number;
+  renewFailures: number;
+}
+
+interface Held {
+  resourceVersion: string;
+  acquireTime: number;
+  transitions: number;
+  /** When the last successful renewal (or the acquisition) was sent. */
+  renewedSentAt: number;
+  /** False until the acquired handler finished: renewals carry the inherited state meanwhile. */
+  ready: boolean;
+  annotations: Record<string, string>;
+  cancelDeadline: () => void;
+}
+
+interface FeedState {
+  feed: Feed;
+  /** Last observation of a Lease not held here: undefined lease means 404. */
+  seen?: { lease?: Lease; observedAt: number };
+  /** When this replica first saw the feed free (no Lease, released or expired). */
+  freeSince?: number;
+  held?: Held;
+  acquired: number;
+  lost: number;
+  released: number;
+  renewFailures: number;
+  /** Consecutive failed requests, to log a streak once. */
+  failing: number;
+}
+
+export class Coordinator {
+  readonly identity: string;
+  readonly #o: CoordinatorOptions;
+  readonly #feeds: FeedState[];
+  readonly #log: Logger;
+  readonly #random: () => number;
+  readonly #stop = new AbortController();
+  #acquiring = true;
+  #loop?: Promise<void>;
+  #tick?: Promise<void>;
+
+  constructor(o: CoordinatorOptions) {
+    this.#o = o;
+    this.identity = o.identity;
+    this.#log = o.logger.child({ component: 'coordination' });
+    this.#random = o.random ?? Math.random;
+    this.#feeds = o.feeds.map((feed) => ({ feed, acquired: 0, lost: 0, released: 0, renewFailures: 0, failing: 0 }));
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Per-feed Lease status, for /readyz, /metrics and tests. */
+  status(): FeedLeaseStatus[] {
+    return this.#feeds.map((s) => ({
+      feed: s.feed.id,
+      lease: s.feed.lease,
+      held: s.held !== undefined,
+      holder: s.held ? this.identity : s.seen?.lease?.holder,
+      acquired: s.acquired,
+      lost: s.lost,
+      released: s.released,
+      renewFailures: s.renewFailures,
+    }));
+  }
+
+  /** Feeds held now. */
+  held(): string[] {
+    return this.#feeds.filter((s) => s.held).map((s) => s.feed.id);
+  }
+
+  /** No more feeds are taken; held ones are still renewed (while the pipeline drains). */
+  stopAcquiring(): void {
+    this.#acquiring = false;
+  }
+
+  /**
+   * Ends the loop, then writes each held feed's final state and releases its Lease. `clean`:
+   * everything sent was committed, so the next holder need not recover as after a crash.
+   */
+  async release(clean: boolean): Promise<void> {
+    this.#acquiring = false;
+    this.#stop.abort();
+    await this.#loop;
+    await Promise.all(
+      this.#feeds.map(async (s) => {
+        const h = s.held;
+        if (!h) return;
+        h.cancelDeadline();
+        s.held = undefined;
+        const now = this.#o.clock.now();
+        let annotations = h.annotations;
+        if (h.ready) {
+          try {
+            annotations = { ...h.annotations, [STATE_ANNOTATION]: encodeState({ ...(await this.#o.handlers.snapshot(s.feed)), released: clean }) };
+          } catch (err) {
+            this.#log.warn({ feed: s.feed.id, err: (err as Error).message }, 'Could not read the final state; the Lease keeps the last renewed one.');
+          }
+        }
+        try {
+          await this.#call(
+            (signal) =>
+              this.#o.api.update(
+                s.feed.lease,
+                h.resourceVersion,
+                // client-go's release: empty holder, one-second duration, so peers need not wait.
+                { holder: undefined, leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: h.transitions, annotations },
+                signal,
+              ),
+            this.#o.timing.retryPeriodMs,
+          );
+          s.released++;
+          this.#log.info({ feed: s.feed.id, lease: s.feed.lease, clean }, 'Lease released after the final commit; a peer can take the feed over now.');
+        } catch (err) {
+          this.#log.warn(
+            { feed: s.feed.id, lease: s.feed.lease, err: (err as Error).message },
+            `Could not release the Lease; a peer takes the feed over after lease_duration_seconds (${this.#o.timing.leaseDurationMs / 1000} s).`,
+          );
+        }
+      }),
+    );
+  }
+
+  async #run(): Promise<void> {
+    const { clock, timing } = this.#o;
+    while (!this.#stop.signal.aborted) {
+      this.#tick = this.#once().catch((err) => this.#log.error({ err: (err as Error).message }, 'Coordination round failed.'));
+      await this.#tick;
+      // Jitter below the period only: renewals stay at least as frequent as configured.
+      const wait = timing.retryPeriodMs * (0.9 + 0.1 * this.#random());
+      await clock.sleep(wait, this.#stop.signal).catch(() => {});
+    }
+  }
+
+  /** One round: renew what is held, look at the rest, take at most one free feed. */
+  async #once(): Promise<void> {
+    await Promise.all(this.#feeds.map((s) => (s.held ? this.#renew(s) : this.#observe(s))));
+    if (!this.#acquiring || this.#stop.signal.aborted) return;
+    const s = this.#pick();
+    if (s) await this.#acquire(s);
+  }
+
+  #leaseDurationOf(lease: Lease): number {
+    return (lease.leaseDurationSeconds ?? this.#o.timing.leaseDurationMs / 1000) * 1000;
+  }
+
+  #isFree(s: FeedState, now: number): boolean {
+    if (!s.seen) return false;
+    const lease = s.seen.lease;
+    if (!lease || !lease.holder || lease.holder === this.identity) return true;
+    return now - s.seen.observedAt >= this.#leaseDurationOf(lease);
+  }
+
+  async #observe(s: FeedState): Promise<void> {
+    let lease: Lease | undefined;
+    try {
+      lease = await this.#call((signal) => this.#o.api.get(s.feed.lease, signal), this.#o.timing.retryPeriodMs);
+    } catch (err) {
+      this.#failed(s, 'read', err);
+      return;
+    }
+    this.#succeeded(s);
+    const now = this.#o.clock.now();
+    if (!s.seen || s.seen.lease?.resourceVersion !== lease?.resourceVersion) s.seen = { lease, observedAt: now };
+    if (this.#isFree(s, now)) s.freeSince ??= now;
+    else s.freeSince = undefined;
+  }
+
+  #pick(): FeedState | undefined {
+    const now = this.#o.clock.now();
+    const free = this.#feeds.filter((s) => !s.held && this.#isFree(s, now));
+    if (free.length === 0) return undefined;
+    const mine = free.find((s) => s.seen?.lease?.holder === this.identity);
+    if (mine) return mine;
+    const replicas = new Set([this.identity]);
+    for (const s of this.#feeds) {
+      const holder = s.seen?.lease?.holder;
+      if (!s.held && holder && !this.#isFree(s, now)) replicas.add(holder);
+    }
+    const share = Math.ceil(this.#feeds.length / replicas.size);
+    const held = this.#feeds.filter((s) => s.held).length;
+    const eligible = held < share ? free : free.filter((s) => now - (s.freeSince ?? now) >= this.#o.timing.leaseDurationMs);
+    if (eligible.length === 0) return undefined;
+    return eligible[Math.floor(this.#random() * eligible.length)]!;
+  }
+
+  async #acquire(s: FeedState): Promise<void> {
+    const { clock, timing, api } = this.#o;
+    const prev = s.seen?.lease;
+    const sentAt = clock.now();
+    const base = prev?.annotations ?? {};
+    const spec: LeaseSpec = {
+      holder: this.identity,
+      leaseDurationSeconds: Math.round(timing.leaseDurationMs / 1000),
+      acquireTime: sentAt,
+      renewTime: sentAt,
+      leaseTransitions: prev ? prev.leaseTransitions + (prev.holder === this.identity ? 0 : 1) : 0,
+      annotations: base,
+    };
+    let lease: Lease;
+    try {
+      lease = await this.#call(
+        (signal) => (prev ? api.update(s.feed.lease, prev.resourceVersion, spec, signal) : api.create(s.feed.lease, spec, signal)),
+        timing.retryPeriodMs,
+      );
+    } catch (err) {
+      s.seen = undefined;
+      s.freeSince = undefined;
+      if (err instanceof LeaseConflictError) {
+        this.#log.debug({ feed: s.feed.id, lease: s.feed.lease }, 'Another replica took the feed first.');
+        return;
+      }
+      this.#failed(s, 'acquire', err);
+      return;
+    }
+    this.#succeeded(s);
+    const how: Acquisition = !prev
+      ? { from: 'none' }
+      : !prev.holder
+        ? { from: 'released' }
+        : prev.holder === this.identity
+          ? { from: 'self', previousHolder: prev.holder }
+          : { from: 'expired', previousHolder: prev.holder };
+    const decoded = decodeState(base);
+    if (decoded.state) how.carried = decoded.state;
+    if (decoded.problem) how.problem = decoded.problem;
+    const h: Held = {
+      resourceVersion: lease.resourceVersion,
+      acquireTime: sentAt,
+      transitions: spec.leaseTransitions,
+      renewedSentAt: sentAt,
+      ready: false,
+      annotations: lease.annotations,
+      cancelDeadline: () => {},
+    };
+    s.held = h;
+    s.seen = undefined;
+    s.freeSince = undefined;
+    s.acquired++;
+    this.#armDeadline(s, h);
+    this.#log.info(
+      { feed: s.feed.id, lease: s.feed.lease, from: how.from, previous_holder: how.previousHolder, carried: how.carried !== undefined },
+      how.from === 'expired'
+        ? `Took feed ${s.feed.id} over from ${how.previousHolder}, whose Lease expired.`
+        : `Acquired feed ${s.feed.id}; pulling it here.`,
+    );
+    if (how.problem) this.#log.warn({ feed: s.feed.id, problem: how.problem }, 'The Lease carries no usable state; starting from the local cursor.');
+    // Not awaited: renewals go on meanwhile, carrying the inherited state until the feed is adopted.
+    void this.#o.handlers.acquired(s.feed, how).then(
+      () => {
+        h.ready = true;
+      },
+      (err: Error) => {
+        this.#log.error({ feed: s.feed.id, err: err.message }, 'Could not start the feed; giving its Lease up.');
+        if (s.held === h) this.#lose(s, `could not start: ${err.message}`, { notify: false });
+      },
+    );
+  }
+
+  async #renew(s: FeedState): Promise<void> {
+    const h = s.held!;
+    const { clock, timing, api } = this.#o;
+    let annotations = h.annotations;
+    if (h.ready) {
+      try {
+        annotations = { ...h.annotations, [STATE_ANNOTATION]: encodeState(await this.#o.handlers.snapshot(s.feed)) };
+      } catch (err) {
+        this.#log.debug({ feed: s.feed.id, err: (err as Error).message }, 'State not readable now; renewing with the last one.');
+      }
+    }
+    const sentAt = clock.now();
+    const left = h.renewedSentAt + timing.renewDeadlineMs - sentAt;
+    if (left <= 0 || s.held !== h) return;
+    try {
+      const lease = await this.#call(
+        (signal) =>
+          api.update(
+            s.feed.lease,
+            h.resourceVersion,
+            {
+              holder: this.identity,
+              leaseDurationSeconds: Math.round(timing.leaseDurationMs / 1000),
+              acquireTime: h.acquireTime,
+              renewTime: sentAt,
+              leaseTransitions: h.transitions,
+              annotations,
+            },
+            signal,
+          ),
+        Math.min(timing.retryPeriodMs, left),
+      );
+      if (s.held !== h) return;
+      this.#succeeded(s);
+      h.resourceVersion = lease.resourceVersion;
+      h.annotations = lease.annotations;
+      h.renewedSentAt = sentAt;
+      h.cancelDeadline();
+      this.#armDeadline(s, h);
+    } catch (err) {
+      if (s.held !== h) return;
+      if (err instanceof LeaseConflictError) {
+        // Someone wrote the Lease: if it names another holder, the feed is theirs now.
+        let now: Lease | undefined;
+        try {
+          now = await this.#call((signal) => api.get(s.feed.lease, signal), Math.min(timing.retryPeriodMs, Math.max(1, left)));
+        } catch {
+          s.renewFailures++;
+          return;
+        }
+        if (s.held !== h) return;
+        if (now?.holder === this.identity) {
+          h.resourceVersion = now.resourceVersion;
+          return;
+        }
+        this.#lose(s, now?.holder ? `taken by ${now.holder}` : 'the Lease was released or deleted by someone else');
+        return;
+      }
+      s.renewFailures++;
+      this.#failed(s, 'renew', err);
+    }
+  }
+
+  #armDeadline(s: FeedState, h: Held): void {
+    const left = h.renewedSentAt + this.#o.timing.renewDeadlineMs - this.#o.clock.now();
+    h.cancelDeadline = this.#o.clock.setTimer(left, () => {
+      if (s.held === h) {
+        this.#lose(s, `not renewed within renew_deadline_seconds (${this.#o.timing.renewDeadlineMs / 1000} s)`);
+      }
+    });
+  }
+
+  #lose(s: FeedState, reason: string, o: { notify?: boolean } = {}): void {
+    const h = s.held;
+    if (!h) return;
+    h.cancelDeadline();
+    s.held = undefined;
+    s.seen = undefined;
+    s.freeSince = undefined;
+    s.lost++;
+    this.#log.warn({ feed: s.feed.id, lease: s.feed.lease, reason }, `Lost feed ${s.feed.id} (${reason}); stopped pulling it.`);
+    if (o.notify !== false) this.#o.handlers.lost(s.feed, reason);
+  }
+
+  #failed(s: FeedState, what: string, err: unknown): void {
+    s.failing++;
+    const e = err as Error;
+    const status = e instanceof LeaseApiError ? e.status : undefined;
+    const fields = { feed: s.feed.id, lease: s.feed.lease, namespace: this.#o.api.namespace, status, err: e.message };
+    // Refusals are configuration (RBAC, token) and worth saying every time; network trouble once per streak.
+    if (status === 401 || status === 403) this.#log.error(fields, `Kubernetes refused to ${what} the Lease.`);
+    else if (s.failing === 1) this.#log.warn(fields, `Could not ${what} the Lease; retrying every retry period.`);
+  }
+
+  #succeeded(s: FeedState): void {
+    if (s.failing > 1) this.#log.info({ feed: s.feed.id, lease: s.feed.lease, failures: s.failing }, 'Kubernetes API answers again.');
+    s.failing = 0;
+  }
+
+  /** Runs one API call with a deadline on the injected clock. */
+  async #call<T>(fn: (signal: AbortSignal) => Promise<T>, timeoutMs: number): Promise<T> {
+    const ac = new AbortController();
+    const cancel = this.#o.clock.setTimer(timeoutMs, () => ac.abort(new LeaseApiError(0, `no answer within ${Math.round(timeoutMs)} ms`)));
+    try {
+      return await fn(ac.signal);
+    } catch (err) {
+      if (ac.signal.aborted) throw ac.signal.reason;
+      throw err;
+    } finally {
+      cancel();
+    }
+  }
+}
