@@ -13,6 +13,12 @@ import { StateStore } from './state/store.ts';
 import { systemClock, type Clock } from './util/clock.ts';
 import { ErrorCode, SidecarError } from './errors.ts';
 import { startHttpServer, type HttpServer } from './telemetry/http.ts';
+import { USER_AGENT, userAgentFor } from './util/user-agent.ts';
+import { Coordinator } from './coordination/coordinator.ts';
+import { FeedRunner } from './coordination/feed-runner.ts';
+import { feedsOf } from './coordination/feeds.ts';
+import { replicaIdentity } from './coordination/identity.ts';
+import type { LeaseApi } from './coordination/lease-api.ts';
 
 export interface SidecarOptions {
   config: Config;
@@ -22,6 +28,10 @@ export interface SidecarOptions {
   stdout?: NodeJS.WritableStream;
   /** Replaces the sources built from config (tests). */
   sources?: Source[];
+  /** Replaces the Kubernetes client when globals.coordination is set (tests). */
+  leaseApi?: LeaseApi;
+  /** Replaces the replica identity (tests); default POD_NAME or the hostname, plus a random suffix. */
+  identity?: string;
 }
 
 export class Sidecar {
@@ -30,11 +40,14 @@ export class Sidecar {
   readonly sink: Sink;
   readonly pipeline: Pipeline;
   readonly http?: HttpServer;
+  /** Set when globals.coordination is: which feeds this replica holds. */
+  readonly coordinator?: Coordinator;
   readonly #logger: Logger;
   #stopping?: Promise<{ clean: boolean }>;
 
-  private constructor(config: Config, store: StateStore, sink: Sink, pipeline: Pipeline, logger: Logger, http?: HttpServer) {
+  private constructor(config: Config, store: StateStore, sink: Sink, pipeline: Pipeline, logger: Logger, http?: HttpServer, coordinator?: Coordinator) {
     this.config = config;
+    this.coordinator = coordinator;
     this.store = store;
     this.sink = sink;
     this.pipeline = pipeline;
@@ -45,7 +58,16 @@ export class Sidecar {
   static async start(opts: SidecarOptions): Promise<Sidecar> {
     const { config, logger } = opts;
     const clock = opts.clock ?? systemClock;
-    const sources = opts.sources ?? createSources(config);
+    const coordination = config.globals.coordination;
+    // Coordinated: no source runs until its feed's Lease is held.
+    const feeds = coordination ? feedsOf(config, coordination.lease_prefix) : undefined;
+    const sources = opts.sources ?? (coordination ? [] : createSources(config));
+    const identity = coordination ? (opts.identity ?? replicaIdentity()) : undefined;
+    const userAgent = identity ? userAgentFor(identity) : USER_AGENT;
+    let leaseApi: LeaseApi | undefined;
+    if (coordination) {
+      leaseApi = opts.leaseApi ?? (await (await import('./coordination/kubernetes.ts')).createKubernetesLeaseApi(coordination, { userAgent }));
+    }
     const store = await StateStore.open(config.globals.state_dir, { clock, logger });
     try {
       const sink = createSink(config.output, { logger: logger.child({ component: 'output' }), clock, stream: opts.stdout });
@@ -57,12 +79,29 @@ export class Sidecar {
         logger,
         dedupMaxKeys: config.globals.dedup_max_keys,
         sweepIntervalMs: config.globals.dedup_sweep_interval_secs * 1000,
+        userAgent,
       });
+      const coordinator =
+        coordination && feeds && leaseApi && identity
+          ? new Coordinator({
+              api: leaseApi,
+              identity,
+              feeds,
+              timing: {
+                leaseDurationMs: coordination.lease_duration_seconds * 1000,
+                renewDeadlineMs: coordination.renew_deadline_seconds * 1000,
+                retryPeriodMs: coordination.retry_period_seconds * 1000,
+              },
+              handlers: new FeedRunner({ pipeline, store, clock, logger }),
+              clock,
+              logger,
+            })
+          : undefined;
       const listen = config.globals.http?.listen;
       let http: HttpServer | undefined;
       if (listen) {
         try {
-          http = await startHttpServer(listen, { pipeline, sink, store, clock });
+          http = await startHttpServer(listen, { pipeline, sink, store, clock, coordinator });
         } catch (err) {
           throw new SidecarError(ErrorCode.CONFIG, `Cannot listen on ${listen} (globals.http.listen): ${(err as Error).message}`, {
             exitCode: 2,
@@ -71,25 +110,32 @@ export class Sidecar {
         }
       }
       await pipeline.start();
+      coordinator?.start();
       logger.info(
         {
           state_dir: store.dir,
           output: config.output.type === 'forward' ? (config.output.unix_path ?? `${config.output.host}:${config.output.port}`) : 'stdout',
           inputs: sources.map((s) => ({ type: s.type, id: s.id, services: s.services.map((x) => x.name) })),
+          ...(coordinator && feeds && leaseApi
+            ? { replica: coordinator.identity, namespace: leaseApi.namespace, feeds: feeds.map((f) => ({ feed: f.id, lease: f.lease })) }
+            : {}),
           http: http?.url,
         },
-        'Sidecar started.',
+        coordinator ? 'Sidecar started; feeds are pulled once their Leases are held.' : 'Sidecar started.',
       );
-      return new Sidecar(config, store, sink, pipeline, logger, http);
+      return new Sidecar(config, store, sink, pipeline, logger, http, coordinator);
     } catch (err) {
       await store.close({ clean: false }).catch(() => {});
       throw err;
     }
   }
 
-  /** Resolves when every source has ended by itself (all failed, or finite sources in tests). */
+  /**
+   * Resolves when every source has ended by itself (all failed, or finite sources in tests).
+   * Coordinated, sources come and go with Leases: never.
+   */
   get done(): Promise<void> {
-    return this.pipeline.done;
+    return this.coordinator ? new Promise<void>(() => {}) : this.pipeline.done;
   }
 
   /**
@@ -99,7 +145,10 @@ export class Sidecar {
   stop(): Promise<{ clean: boolean }> {
     this.#stopping ??= (async () => {
       const timeoutMs = this.config.globals.shutdown_timeout_secs * 1000;
+      // Held Leases are renewed while the pipeline drains, and released after the final commit.
+      this.coordinator?.stopAcquiring();
       const r = await this.pipeline.stop(timeoutMs);
+      await this.coordinator?.release(r.clean);
       await this.store.close({ clean: r.clean });
       await this.http?.close();
       if (r.clean) this.#logger.info('Sidecar stopped; every acknowledged batch is committed.');

@@ -15,17 +15,22 @@ import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { StateStore } from '../state/store.ts';
 import type { Clock } from '../util/clock.ts';
 import { parseTimestampMs } from '../util/time.ts';
+import type { FeedLeaseStatus } from '../coordination/coordinator.ts';
 
 export interface HttpDeps {
   pipeline: Pipeline;
   sink: Sink;
   store: StateStore;
   clock: Clock;
+  /** With coordination on: the feeds and their Leases. */
+  coordinator?: { identity: string; status(): FeedLeaseStatus[] };
 }
 
 export interface Readiness {
   ready: boolean;
   reasons: string[];
+  /** With coordination on: what this replica pulls (a replica holding none is a ready standby). */
+  notes: string[];
 }
 
 export function readiness(d: HttpDeps): Readiness {
@@ -35,7 +40,12 @@ export function readiness(d: HttpDeps): Readiness {
   for (const h of d.pipeline.health.all()) {
     if (h.status === 'failed') reasons.push(`${h.input}/${h.service} failed: ${h.reason ?? 'fatal error'}`);
   }
-  return { ready: reasons.length === 0, reasons };
+  const notes: string[] = [];
+  if (d.coordinator) {
+    const held = d.coordinator.status().filter((f) => f.held);
+    notes.push(`replica ${d.coordinator.identity} holds ${held.length === 0 ? 'no feed (standby)' : held.map((f) => `${f.feed} (Lease ${f.lease})`).join(', ')}`);
+  }
+  return { ready: reasons.length === 0, reasons, notes };
 }
 
 /**
@@ -137,6 +147,42 @@ export function createMetrics(d: HttpDeps): Registry {
       });
     }
   }
+  if (d.coordinator) {
+    const coordinator = d.coordinator;
+    const leaseLabels = ['feed', 'lease'];
+    new Gauge({
+      name: 'proofpoint_sidecar_lease_held',
+      help: '1 while this replica holds the feed\'s Lease and pulls the feed',
+      labelNames: leaseLabels,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const f of coordinator.status()) this.set({ feed: f.feed, lease: f.lease }, f.held ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'proofpoint_sidecar_lease_transitions_total',
+      help: 'Leases this replica acquired, lost (renewal failed or taken) and released (shutdown)',
+      labelNames: [...leaseLabels, 'event'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const f of coordinator.status()) {
+          for (const event of ['acquired', 'lost', 'released'] as const) this.inc({ feed: f.feed, lease: f.lease, event }, f[event]);
+        }
+      },
+    });
+    new Counter({
+      name: 'proofpoint_sidecar_lease_renew_failures_total',
+      help: 'Lease renewals that failed (no answer, refused or conflicting)',
+      labelNames: leaseLabels,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const f of coordinator.status()) this.inc({ feed: f.feed, lease: f.lease }, f.renewFailures);
+      },
+    });
+  }
   return registry;
 }
 
@@ -160,7 +206,10 @@ export async function startHttpServer(listen: string, d: HttpDeps): Promise<Http
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const r = readiness(d);
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ready ? 'ready\n' : `not ready:\n${r.reasons.map((x) => `- ${x}\n`).join('')}`);
+      const notes = r.notes.map((x) => `${x}\n`).join('');
+      res
+        .writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(r.ready ? `ready\n${notes}` : `not ready:\n${r.reasons.map((x) => `- ${x}\n`).join('')}${notes}`);
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),

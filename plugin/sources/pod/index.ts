@@ -8,7 +8,7 @@ import type { Source } from '../source.ts';
 import { systemClock, type Clock } from '../../util/clock.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { POD_ARCHIVE_MAX_AGE_MS, POD_LIVE_RESUME_MS, type PodInputConfig } from './config.ts';
-import type { PodCursor } from './cursor.ts';
+import { compareTime, coveredUntil, cursorTime, readCursor, type PodCursor } from './cursor.ts';
 import { PodStartTimeError } from './errors.ts';
 import { proxyFor } from './proxy.ts';
 import { enabledPodServices, podEndpoint, PodSource } from './source.ts';
@@ -91,4 +91,19 @@ export function checkPodConfig(cfg: PodInputConfig, now: number = Date.now(), en
   const proxy = proxyFor(endpoint, env);
   if (proxy) warnings.push(`connections go through the proxy ${proxy.display} (HTTPS_PROXY/NO_PROXY)`);
   return warnings;
+}
+
+/**
+ * Orders two PoD cursors of one service by how far the stream is known covered (live contact or
+ * completed archive), then by the highest event time; -1, 0, 1. An unreadable cursor counts as
+ * no progress. Coordination uses it when a feed moves between replicas.
+ */
+export function comparePodCursors(a: unknown, b: unknown): number {
+  const ca = readCursor(a).cursor;
+  const cb = readCursor(b).cursor;
+  if (!ca || !cb) return ca ? 1 : cb ? -1 : 0;
+  const ta = cursorTime(ca);
+  const tb = cursorTime(cb);
+  const byTime = ta && tb ? compareTime(ta, tb) : ta ? 1 : tb ? -1 : 0;
+  return Math.sign((coveredUntil(ca) ?? 0) - (coveredUntil(cb) ?? 0) || byTime);
 }

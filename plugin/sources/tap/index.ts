@@ -8,7 +8,7 @@ import { systemClock, type Clock } from '../../util/clock.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { enabledServices, type TapInputConfig } from './config.ts';
 import { poolOf } from './budget.ts';
-import { TapSource, assertStartTimes, type TapCursor } from './source.ts';
+import { TapSource, assertStartTimes, fromCursor, type TapCursor } from './source.ts';
 import { LOOKBACK_MS, MIN_WINDOW_MS } from './window.ts';
 
 export { TapSource, type TapCursor } from './source.ts';
@@ -100,4 +100,16 @@ export function checkTapConfig(cfg: TapInputConfig, now: number = Date.now()): s
     warnings.push(`override_url_base uses plain HTTP to a non-loopback host: the credentials travel unencrypted`);
   }
   return warnings;
+}
+
+/**
+ * Orders two TAP cursors of one service by how far they got (collected, then settled); -1, 0, 1.
+ * An unreadable cursor counts as no progress. Coordination uses it to start a feed taken over
+ * from another replica at the later of the local cursor and the one carried by the Lease.
+ */
+export function compareTapCursors(a: unknown, b: unknown): number {
+  const pa = fromCursor(a);
+  const pb = fromCursor(b);
+  if (!pa || !pb) return pa ? 1 : pb ? -1 : 0;
+  return Math.sign(pa.collectedTo - pb.collectedTo || pa.settledTo - pb.settledTo);
 }
