@@ -92,7 +92,7 @@ export class Sidecar {
                 renewDeadlineMs: coordination.renew_deadline_seconds * 1000,
                 retryPeriodMs: coordination.retry_period_seconds * 1000,
               },
-              handlers: new FeedRunner({ pipeline, store, clock, logger }),
+              handlers: new FeedRunner({ pipeline, store, clock, logger, carryKeys: coordination.carry_dedup_keys }),
               clock,
               logger,
             })

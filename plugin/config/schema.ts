@@ -45,6 +45,11 @@ export const coordinationSchema = z
     retry_period_seconds: z.number().positive().default(2),
     /** A kubeconfig file; the in-cluster service account when omitted. */
     kubeconfig: z.string().min(1).optional(),
+    /**
+     * Most de-dup keys (as fingerprints) a holder carries in each feed's Lease, so the next holder
+     * does not deliver the span it re-reads again; 0 carries none.
+     */
+    carry_dedup_keys: z.number().int().min(0).max(16_384).default(8_192),
   })
   .refine((c) => c.renew_deadline_seconds < c.lease_duration_seconds, {
     message: 'must be less than lease_duration_seconds, so a holder stops pulling before its Lease can expire',

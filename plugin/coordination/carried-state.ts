@@ -8,8 +8,22 @@
  *     requests?: { <pool>: "<first ms>,<delta>,<delta>..." (base 36) }, released? }
  * Request times are exact (ms), so a replica that inherits its own earlier requests back counts
  * each once. 1,800 requests per pool take about 9 KB, far below the 256 KiB annotation limit.
+ *
+ * `keys` carries the de-dup keys committed recently (the span a takeover re-reads: TAP's settle
+ * re-query, PoD's hour-rounded archive replay) as 11-character fingerprints (66 bits of sha256),
+ * so the next holder drops what was delivered already; without them a takeover would deliver that
+ * whole span again. Two distinct events share a fingerprint with a chance of about 1e-11 per
+ * takeover at 10,000 carried keys and 100,000 replayed events.
  */
+import { createHash } from 'node:crypto';
+
 export const STATE_ANNOTATION = 'proofpoint-sidecar/state';
+export const FINGERPRINT_CHARS = 11;
+
+/** The fingerprint of a de-dup key, as carried. */
+export function fingerprint(key: string): string {
+  return createHash('sha256').update(key).digest('base64url').slice(0, FINGERPRINT_CHARS);
+}
 
 export interface CarriedState {
   v: 1;
@@ -21,6 +35,8 @@ export interface CarriedState {
   start_times: Record<string, string | null>;
   /** Request times per rate-limit pool within the budget window (TAP). */
   requests?: Record<string, number[]>;
+  /** Fingerprints of recently committed de-dup keys, per service. */
+  keys?: Record<string, string[]>;
   /** Written by a holder that released the Lease after committing everything it sent. */
   released?: boolean;
 }
@@ -50,7 +66,8 @@ export function decodeTimes(text: string): number[] | undefined {
 
 export function encodeState(s: CarriedState): string {
   const requests = s.requests ? Object.fromEntries(Object.entries(s.requests).map(([pool, t]) => [pool, encodeTimes(t)])) : undefined;
-  return JSON.stringify({ ...s, ...(requests ? { requests } : {}) });
+  const keys = s.keys ? Object.fromEntries(Object.entries(s.keys).map(([svc, fps]) => [svc, fps.join('')])) : undefined;
+  return JSON.stringify({ ...s, ...(requests ? { requests } : {}), ...(keys ? { keys } : {}) });
 }
 
 /** Reads the annotation; a missing one is no state, an unreadable one is reported, never trusted. */
@@ -78,6 +95,19 @@ export function decodeState(annotations: Record<string, string>): { state?: Carr
       requests[pool] = times;
     }
   }
+  let keys: Record<string, string[]> | undefined;
+  if (o.keys !== undefined) {
+    if (typeof o.keys !== 'object' || o.keys === null) return { problem: `annotation ${STATE_ANNOTATION}: keys is not an object` };
+    keys = {};
+    for (const [svc, enc] of Object.entries(o.keys as Record<string, unknown>)) {
+      if (typeof enc !== 'string' || enc.length % FINGERPRINT_CHARS !== 0 || !/^[A-Za-z0-9_-]*$/.test(enc)) {
+        return { problem: `annotation ${STATE_ANNOTATION}: de-dup fingerprints of ${svc} are unreadable` };
+      }
+      const fps: string[] = [];
+      for (let i = 0; i < enc.length; i += FINGERPRINT_CHARS) fps.push(enc.slice(i, i + FINGERPRINT_CHARS));
+      keys[svc] = fps;
+    }
+  }
   return {
     state: {
       v: 1,
@@ -85,6 +115,7 @@ export function decodeState(annotations: Record<string, string>): { state?: Carr
       cursors: o.cursors as Record<string, unknown>,
       start_times: (typeof o.start_times === 'object' && o.start_times !== null ? o.start_times : {}) as Record<string, string | null>,
       ...(requests ? { requests } : {}),
+      ...(keys ? { keys } : {}),
       ...(o.released === true ? { released: true } : {}),
     },
   };

@@ -7,7 +7,8 @@
  *   holder that did not release it cleanly is recovered as after a crash (PoD replays the gap
  *   from its archive).
  * - lost: abort the feed's source at once; its batches already sent still commit locally.
- * - snapshot: the committed cursors and request times, for the next renewal.
+ * - snapshot: the committed cursors, request times and the fingerprints of the de-dup keys
+ *   committed within CARRY_SPAN_MS (plus those inherited and still in use), for the next renewal.
  *
  * Per feed, a new acquisition waits until the previous run of the same feed has stopped and
  * committed, so two runs of one feed never overlap in this process either.
@@ -16,12 +17,22 @@ import type { Logger } from 'pino';
 import type { AttachedSource, Pipeline } from '../pipeline/pipeline.ts';
 import type { StateStore } from '../state/store.ts';
 import type { Clock } from '../util/clock.ts';
-import type { CarriedState } from './carried-state.ts';
+import { fingerprint, type CarriedState } from './carried-state.ts';
+import { scopeOf } from '../state/store.ts';
 import type { Acquisition, FeedHandlers } from './coordinator.ts';
 import type { Feed } from './feeds.ts';
 
+/**
+ * How far back the keys carried in a Lease reach: what a takeover can re-read. PoD replays from
+ * the start of the cursor's hour (up to 60 min) plus unsorted arrival; TAP re-queries windows not
+ * yet settled (settle_delay_secs, 40 min by default, plus a window).
+ */
+export const CARRY_SPAN_MS = 90 * 60_000;
+
 interface FeedRun {
   starting: Promise<void>;
+  /** Fingerprints inherited at acquisition, per service, still dropped as duplicates. */
+  inherited: Map<string, Set<string>>;
   handle?: AttachedSource;
   lost?: string;
   stopping?: Promise<void>;
@@ -33,8 +44,10 @@ export class FeedRunner implements FeedHandlers {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #runs = new Map<string, FeedRun>();
+  readonly #carryKeys: number;
 
-  constructor(o: { pipeline: Pipeline; store: StateStore; clock: Clock; logger: Logger }) {
+  constructor(o: { pipeline: Pipeline; store: StateStore; clock: Clock; logger: Logger; carryKeys?: number }) {
+    this.#carryKeys = o.carryKeys ?? 8_192;
     this.#pipeline = o.pipeline;
     this.#store = o.store;
     this.#clock = o.clock;
@@ -43,15 +56,15 @@ export class FeedRunner implements FeedHandlers {
 
   acquired(feed: Feed, how: Acquisition): Promise<void> {
     const prev = this.#runs.get(feed.id);
-    const run: FeedRun = { starting: Promise.resolve() };
+    const run: FeedRun = { starting: Promise.resolve(), inherited: new Map() };
     this.#runs.set(feed.id, run);
     run.starting = (async () => {
       if (prev) {
         await prev.starting.catch(() => {});
         await prev.stopping;
       }
-      const unclean = await this.#adopt(feed, how);
-      const handle = await this.#pipeline.attach(feed.create(), { uncleanShutdown: unclean });
+      const unclean = await this.#adopt(feed, how, run);
+      const handle = await this.#pipeline.attach(feed.create(), { uncleanShutdown: unclean, inheritedKeys: run.inherited });
       run.handle = handle;
       if (run.lost !== undefined) run.stopping = handle.stop(`feed lost: ${run.lost}`);
     })();
@@ -78,11 +91,26 @@ export class FeedRunner implements FeedHandlers {
       state.requests = {};
       for (const pool of feed.requestPools) state.requests[pool] = await log.list(pool, since);
     }
+    if (this.#carryKeys > 0) {
+      const perService = Math.floor(this.#carryKeys / feed.services.length);
+      const inherited = this.#runs.get(feed.id)?.inherited;
+      state.keys = {};
+      for (const svc of feed.services) {
+        const recent = await this.#store.seen.recent(scopeOf(feed.input, svc), CARRY_SPAN_MS, feed.dedupTtlMs[svc] ?? 0, perService);
+        const fps = new Set(recent.map(fingerprint));
+        // Keys this replica inherited are still in the span a takeover would re-read.
+        for (const fp of inherited?.get(svc) ?? []) {
+          if (fps.size >= perService) break;
+          fps.add(fp);
+        }
+        if (fps.size > 0) state.keys[svc] = [...fps];
+      }
+    }
     return state;
   }
 
   /** Adopts the carried state; returns whether the feed must recover as after a crash. */
-  async #adopt(feed: Feed, how: Acquisition): Promise<boolean> {
+  async #adopt(feed: Feed, how: Acquisition, run: FeedRun): Promise<boolean> {
     const carried = how.carried;
     const adopted: string[] = [];
     for (const svc of feed.services) {
@@ -122,9 +150,16 @@ export class FeedRunner implements FeedHandlers {
         }
       }
     }
+    let keys = 0;
+    for (const svc of feed.services) {
+      const fps = carried?.keys?.[svc];
+      if (!fps || fps.length === 0) continue;
+      run.inherited.set(svc, new Set(fps));
+      keys += fps.length;
+    }
     const unclean = this.#store.uncleanShutdown || how.from === 'expired' || (how.from === 'released' && carried?.released !== true);
     this.#log.info(
-      { feed: feed.id, from: how.from, adopted_cursors: adopted, inherited_requests: inherited, recover_as_after_crash: unclean },
+      { feed: feed.id, from: how.from, adopted_cursors: adopted, inherited_requests: inherited, inherited_keys: keys, recover_as_after_crash: unclean },
       adopted.length > 0 ? `Feed ${feed.id} continues from the cursor carried by its Lease.` : `Feed ${feed.id} continues from the local cursor.`,
     );
     return unclean;

@@ -25,6 +25,8 @@ export interface Feed {
   requestWindowMs: number;
   /** The configured start time of each service (null: none): the cursor's context. */
   startTimes: Record<string, string | null>;
+  /** How long each service's de-dup keys are kept (their expiry minus their commit time). */
+  dedupTtlMs: Record<string, number>;
   /** Orders two committed cursors of one of the feed's services by progress. */
   compareCursors(a: unknown, b: unknown): number;
   /** A fresh source pulling only this feed (one per Lease acquisition). */
@@ -42,6 +44,10 @@ function startTimesOf(source: Source): Record<string, string | null> {
   return Object.fromEntries(source.services.map((s) => [s.name, s.startTime ?? null]));
 }
 
+function ttlsOf(source: Source): Record<string, number> {
+  return Object.fromEntries(source.services.map((s) => [s.name, s.dedupMaxAgeMs]));
+}
+
 export function feedsOf(config: Config, leasePrefix: string): Feed[] {
   const feeds: Feed[] = [];
   const { proofpoint_tap: tap, proofpoint_on_demand: pod } = config.inputs;
@@ -56,6 +62,7 @@ export function feedsOf(config: Config, leasePrefix: string): Feed[] {
       requestPools: TAP_POOLS,
       requestWindowMs: DAY_MS,
       startTimes: startTimesOf(probe),
+      dedupTtlMs: ttlsOf(probe),
       compareCursors: compareTapCursors,
       create: () => createTapSource(tap) as Source,
     });
@@ -73,6 +80,7 @@ export function feedsOf(config: Config, leasePrefix: string): Feed[] {
         requestPools: [],
         requestWindowMs: 0,
         startTimes: startTimesOf(probe),
+        dedupTtlMs: ttlsOf(probe),
         compareCursors: comparePodCursors,
         create: () => createPodSource(only) as Source,
       });

@@ -24,6 +24,7 @@ import { HealthRegistry } from '../telemetry/health.ts';
 import { SourceMetricsStore } from '../telemetry/source-metrics.ts';
 import { DeadLetterFile, type DeadLetterEntry } from './dead-letter.ts';
 import { USER_AGENT } from '../util/user-agent.ts';
+import { fingerprint } from '../coordination/carried-state.ts';
 
 export interface PipelineOptions {
   store: StateStore;
@@ -85,6 +86,7 @@ interface SourceRun {
   done: boolean;
   /** Aborted when the pipeline stops or this source alone is stopped (feed released or lost). */
   abort: AbortController;
+  inherited?: ReadonlyMap<string, ReadonlySet<string>>;
   loop: Promise<void>;
 }
 
@@ -94,6 +96,11 @@ export interface AttachOptions {
    * over from a replica that did not release it is recovered as after a crash of that replica.
    */
   uncleanShutdown?: boolean;
+  /**
+   * Fingerprints (carried-state.ts `fingerprint`) of keys another replica delivered, per service:
+   * events with those keys are dropped as duplicates for the life of this attachment.
+   */
+  inheritedKeys?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export interface AttachedSource {
@@ -225,6 +232,7 @@ export class Pipeline {
       done: false,
       abort,
       loop: Promise.resolve(),
+      ...(opts.inheritedKeys && opts.inheritedKeys.size > 0 ? { inherited: opts.inheritedKeys } : {}),
     };
     this.#runs.push(run);
     const ctx: SourceContext = {
@@ -302,8 +310,9 @@ export class Pipeline {
       else candidates.push(e.key);
     }
     const committed = await this.#store.seen.has(scope, candidates);
+    const inherited = run.inherited?.get(batch.service);
     candidates.forEach((k, i) => {
-      if (committed[i]) known.add(k);
+      if (committed[i] || (inherited !== undefined && inherited.size > 0 && inherited.has(fingerprint(k)))) known.add(k);
     });
 
     const batchKeys = new Set<string>();

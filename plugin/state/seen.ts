@@ -174,6 +174,21 @@ export class SeenWindow {
     return deleted;
   }
 
+  /**
+   * The keys committed within the last `spanMs` of the scope's progress time, newest first, at most
+   * `limit` (coordination carries them to the next holder of a feed). `ttlMs` is the one the keys
+   * were committed with: their commit time is their expiry minus it.
+   */
+  async recent(scope: string, spanMs: number, ttlMs: number, limit: number): Promise<string[]> {
+    if (limit <= 0) return [];
+    const since = this.progressNow(scope) - spanMs + ttlMs;
+    const out: string[] = [];
+    for await (const key of this.#exp.keys({ gte: `${scope}::${pad(since)}`, lt: `${scope}::\xff`, reverse: true, limit })) {
+      out.push(key.slice(scope.length + 2 + EXP_DIGITS + 2));
+    }
+    return out;
+  }
+
   /** Forgets every key of a scope (state reset). */
   async clearScope(scope: string): Promise<void> {
     await this.#seen.clear({ gte: `${scope}::`, lt: `${scope}::\xff` });

@@ -251,7 +251,7 @@ inputs:
 test('globals.coordination: timings that could let two replicas pull one feed are refused, naming the key', () => {
   const problems = (coordination: Record<string, unknown>) => {
     try {
-      loadConfigText(JSON.stringify({ globals: { coordination: { type: 'kubernetes', ...coordination } } }), 'c.json');
+      loadConfigText(JSON.stringify({ globals: { coordination: { type: 'kubernetes', ...coordination } } }));
       return [];
     } catch (err) {
       return String((err as Error).message).split('\n');

@@ -37,6 +37,7 @@ function feeds(n: number): Feed[] {
     requestPools: [],
     requestWindowMs: 0,
     startTimes: { [`f${i}`]: null },
+    dedupTtlMs: { [`f${i}`]: 3_600_000 },
     compareCursors: () => 0,
     create: () => {
       throw new Error('not used: the coordinator does not build sources');
@@ -111,7 +112,8 @@ class World {
     await this.clock.advance(ms);
     // Let the real HTTP exchanges of this instant finish (the partitioned ones wait for their timeout).
     let quiet = 0;
-    for (let i = 0; i < 2000 && quiet < 3; i++) {
+    const giveUp = Date.now() + 20_000;
+    while (quiet < 3 && Date.now() < giveUp) {
       await flushMicrotasks();
       const busy = this.replicas.some((r) => !r.api.dead && !r.partitioned && r.api.inflight > 0);
       quiet = busy ? 0 : quiet + 1;
@@ -317,7 +319,7 @@ test('release on shutdown: peers take the feeds over within a few retry periods,
     await w.run(20_000, () => allHeld(w));
     for (const id of feedsOfLeaving) {
       const e = w.events.find((x) => x.feed === id && x.what === 'acquired' && x.at >= releasedAt)!;
-      assert.ok(e.at - releasedAt <= 3 * TIMING.retryPeriodMs, `${id} taken ${e.at - releasedAt} ms after the release`);
+      assert.ok(e.at - releasedAt <= 4 * TIMING.retryPeriodMs, `${id} taken ${e.at - releasedAt} ms after the release`);
       assert.equal(e.how?.from, 'released');
       assert.equal(e.how?.carried?.released, true);
     }

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FeedRunner } from '../../plugin/coordination/feed-runner.ts';
-import { decodeState, encodeState, STATE_ANNOTATION, type CarriedState } from '../../plugin/coordination/carried-state.ts';
+import { decodeState, encodeState, fingerprint, STATE_ANNOTATION, type CarriedState } from '../../plugin/coordination/carried-state.ts';
 import type { Acquisition } from '../../plugin/coordination/coordinator.ts';
 import type { Feed } from '../../plugin/coordination/feeds.ts';
 import { Pipeline } from '../../plugin/pipeline/pipeline.ts';
@@ -97,6 +97,7 @@ function tapFeed(input = 'tap', startTimes: Record<string, string | null> = { cl
     requestPools: ['shared', 'clicksPermitted'],
     requestWindowMs: DAY,
     startTimes,
+    dedupTtlMs: Object.fromEntries(TAP_SERVICES.map((svc) => [svc, 3_600_000])),
     compareCursors: byN,
     sources: [],
     timeline: [],
@@ -122,6 +123,7 @@ function podFeed(input = 'pod', startTime: string | null = null): TestFeed {
     requestPools: [],
     requestWindowMs: 0,
     startTimes,
+    dedupTtlMs: { maillog: 3_600_000 },
     compareCursors: byN,
     sources: [],
     timeline: [],
@@ -390,11 +392,13 @@ test('snapshot carries the committed cursors, the start times and the request ti
     cursors: { clicksBlocked: { n: 4 } },
     start_times: { clicksBlocked: null, messagesDelivered: null },
     requests: { shared: [now - DAY + 5_000, now], clicksPermitted: [now - 10] },
+    // The de-dup keys committed in the span a takeover re-reads, newest first, as fingerprints.
+    keys: { clicksBlocked: [fingerprint('b'), fingerprint('a')] },
   });
 
   // A feed without request pools carries no request times.
   const pod = podFeed('pod', '2026-11-20T00:00:00Z');
-  assert.deepEqual(await a.runner.snapshot(pod), { v: 1, at: now, cursors: {}, start_times: { maillog: '2026-11-20T00:00:00Z' } });
+  assert.deepEqual(await a.runner.snapshot(pod), { v: 1, at: now, cursors: {}, start_times: { maillog: '2026-11-20T00:00:00Z' }, keys: {} });
   a.runner.lost(feed, 'test over');
   await a.close();
 });
@@ -441,6 +445,39 @@ test('a feed handed over through the annotation goes on where the other replica 
   a.runner.lost(feedA, 'test over');
   await a.close();
   await b.close();
+});
+
+test('de-dup keys carried in the Lease: the next holder drops what the previous one delivered, and carries them on', async () => {
+  const clock = new FakeClock();
+  const a = await replica({ clock });
+  const b = await replica({ clock });
+  const c = await replica({ clock });
+  const feedA = podFeed();
+  const feedB = podFeed();
+  const feedC = podFeed();
+  feedA.next = [{ service: 'maillog', pullingId: 1, events: [ev('k1'), ev('k2'), ev('k3')], cursor: { n: 3 } }];
+  await a.runner.acquired(feedA, { from: 'none' });
+  await until(() => a.pipeline.counters().some((x) => x.batchesCommitted === 1), 'A commits');
+  const fromA = decodeState({ [STATE_ANNOTATION]: encodeState(await a.runner.snapshot(feedA)) }).state!;
+  assert.deepEqual(new Set(fromA.keys?.maillog), new Set(['k1', 'k2', 'k3'].map(fingerprint)));
+
+  // B takes over after A died and re-reads the hour: k1..k3 again, then k4.
+  feedB.next = [{ service: 'maillog', pullingId: 1, events: [ev('k1'), ev('k2'), ev('k3'), ev('k4')], cursor: { n: 4 } }];
+  await b.runner.acquired(feedB, { from: 'expired', previousHolder: 'a', carried: fromA });
+  await until(() => b.pipeline.counters().some((x) => x.batchesCommitted === 1), 'B commits');
+  const counted = b.pipeline.counters().find((x) => x.service === 'maillog')!;
+  assert.deepEqual(b.sink.records.map((r) => JSON.parse(r.record.message as string).id), ['k4']);
+  assert.equal(counted.duplicates, 3);
+
+  // B's state carries its own key and the inherited ones, so C dropping them does not depend on A.
+  const fromB = decodeState({ [STATE_ANNOTATION]: encodeState(await b.runner.snapshot(feedB)) }).state!;
+  assert.deepEqual(new Set(fromB.keys?.maillog), new Set(['k4', 'k1', 'k2', 'k3'].map(fingerprint)));
+  feedC.next = [{ service: 'maillog', pullingId: 1, events: [ev('k2'), ev('k4'), ev('k5')], cursor: { n: 5 } }];
+  await c.runner.acquired(feedC, { from: 'expired', previousHolder: 'b', carried: fromB });
+  await until(() => c.pipeline.counters().some((x) => x.batchesCommitted === 1), 'C commits');
+  assert.deepEqual(c.sink.records.map((r) => JSON.parse(r.record.message as string).id), ['k5']);
+  for (const [r, f] of [[a, feedA], [b, feedB], [c, feedC]] as const) r.runner.lost(f, 'test over');
+  await Promise.all([a.close(), b.close(), c.close()]);
 });
 
 test('lost aborts the running source at once and its batches already sent still commit', async () => {
