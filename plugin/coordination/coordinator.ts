@@ -16,8 +16,15 @@
  *   update) means another replica wrote first and won.
  * - Spreading: the replicas a replica can see are the holders of live Leases and itself; its
  *   share is the number of feeds over that, rounded up. Below its share it takes at most one free
- *   feed per retry period; at or above it, only a feed that stayed free for a lease duration
- *   (somebody must pull it). Feeds do not move away from a live holder.
+ *   feed per retry period, once the feed has been free for as many retry periods as it holds
+ *   feeds (a replica holding none, which nobody can see, goes first); at or above its share, only
+ *   a feed that stayed free for a lease duration (somebody must pull it). Feeds do not move away
+ *   from a live holder.
+ * - Rebalancing on request: a replica holding at least two feeds fewer than another asks for
+ *   one of that replica's feeds by writing its identity into the Lease's `wanted-by` annotation
+ *   (spec untouched, so peers do not take it for a renewal). The holder sees it at its next
+ *   renewal (409, then a read), stops pulling the feed, commits, writes the final state and
+ *   releases the Lease naming the asker, who takes it at once; others wait a lease duration.
  * - On shutdown the holder stops taking feeds, keeps renewing while the pipeline drains, then
  *   writes its final state and releases (empty holder) so a peer takes over at once.
  */
@@ -25,6 +32,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../util/clock.ts';
 import { LeaseApiError, LeaseConflictError, type Lease, type LeaseApi, type LeaseSpec } from './lease-api.ts';
 import { STATE_ANNOTATION, decodeState, encodeState, type CarriedState } from './carried-state.ts';
+
+/** The replica that asked for a feed (rebalancing); kept on release so it takes the feed first. */
+export const WANTED_ANNOTATION = 'proofpoint-sidecar/wanted-by';
 import type { Feed } from './feeds.ts';
 
 export interface CoordinatorTiming {
@@ -42,6 +52,14 @@ export interface Acquisition {
   carried?: CarriedState;
   /** Why the carried state was not readable. */
   problem?: string;
+  /**
+   * Writes the feed's state into its Lease now (a renewal out of turn), retrying every retry period
+   * while the Lease is held. Resolves true once written, false when the Lease is no longer held.
+   * TAP records each request this way before sending it, so a takeover never misses one.
+   */
+  persist: () => Promise<boolean>;
+  /** Called by the handler once the carried state is adopted: renewals carry the local state from then on. */
+  adopted: () => void;
 }
 
 export interface FeedHandlers {
@@ -51,6 +69,8 @@ export interface FeedHandlers {
   lost(feed: Feed, reason: string): void;
   /** The state to carry in the Lease now: committed cursors and, for TAP, request times. */
   snapshot(feed: Feed): Promise<CarriedState>;
+  /** Hand the feed over: stop pulling it and resolve once everything it sent is committed. */
+  release(feed: Feed, reason: string): Promise<void>;
 }
 
 export interface CoordinatorOptions {
@@ -82,7 +102,7 @@ interface Held {
   transitions: number;
   /** When the last successful renewal (or the acquisition) was sent. */
   renewedSentAt: number;
-  /** False until the acquired handler finished: renewals carry the inherited state meanwhile. */
+  /** False until the handler adopted the carried state: renewals carry the inherited state meanwhile. */
   ready: boolean;
   annotations: Record<string, string>;
   cancelDeadline: () => void;
@@ -90,8 +110,13 @@ interface Held {
 
 interface FeedState {
   feed: Feed;
-  /** Last observation of a Lease not held here: undefined lease means 404. */
+  /**
+   * Last observation of a Lease not held here (undefined lease: 404). `observedAt` is when its
+   * holder or renewTime last changed: a `wanted-by` write is not a renewal.
+   */
   seen?: { lease?: Lease; observedAt: number };
+  /** Set while this replica hands the feed over on request. */
+  handover?: Promise<void>;
   /** When this replica first saw the feed free (no Lease, released or expired). */
   freeSince?: number;
   held?: Held;
@@ -101,6 +126,10 @@ interface FeedState {
   renewFailures: number;
   /** Consecutive failed requests, to log a streak once. */
   failing: number;
+  /** Renewals of this feed, one at a time (the loop's and those out of turn). */
+  renewing: Promise<void>;
+  /** A renewal is queued or in flight. */
+  renewPending: number;
 }
 
 export class Coordinator {
@@ -111,6 +140,7 @@ export class Coordinator {
   readonly #random: () => number;
   readonly #stop = new AbortController();
   #acquiring = true;
+  #lastAskAt = -Infinity;
   #loop?: Promise<void>;
   #tick?: Promise<void>;
 
@@ -119,7 +149,7 @@ export class Coordinator {
     this.identity = o.identity;
     this.#log = o.logger.child({ component: 'coordination' });
     this.#random = o.random ?? Math.random;
-    this.#feeds = o.feeds.map((feed) => ({ feed, acquired: 0, lost: 0, released: 0, renewFailures: 0, failing: 0 }));
+    this.#feeds = o.feeds.map((feed) => ({ feed, acquired: 0, lost: 0, released: 0, renewFailures: 0, failing: 0, renewing: Promise.resolve(), renewPending: 0 }));
   }
 
   start(): void {
@@ -160,6 +190,9 @@ export class Coordinator {
     await this.#loop;
     await Promise.all(
       this.#feeds.map(async (s) => {
+        await s.handover;
+        // A renewal in flight would change the resourceVersion under the release.
+        await s.renewing;
         const h = s.held;
         if (!h) return;
         h.cancelDeadline();
@@ -208,12 +241,108 @@ export class Coordinator {
     }
   }
 
-  /** One round: renew what is held, look at the rest, take at most one free feed. */
+  /**
+   * One round: renew what is held, look at the rest, take at most one free feed. Renewals are not
+   * awaited: a slow answer for one feed must not delay the renewal of another.
+   */
   async #once(): Promise<void> {
-    await Promise.all(this.#feeds.map((s) => (s.held ? this.#renew(s) : this.#observe(s))));
+    for (const s of this.#feeds) if (s.held && !s.renewPending) void this.#renewInTurn(s);
+    await Promise.all(this.#feeds.filter((s) => !s.held).map((s) => this.#observe(s)));
     if (!this.#acquiring || this.#stop.signal.aborted) return;
     const s = this.#pick();
     if (s) await this.#acquire(s);
+    else await this.#ask();
+  }
+
+  /**
+   * Asks the busiest replica for one of its feeds when it holds at least two more than this one:
+   * at most once per lease duration, and only of a Lease seen renewed lately (asking a dead
+   * holder would only wait for its expiry anyway).
+   */
+  async #ask(): Promise<void> {
+    const { clock, timing, api } = this.#o;
+    const now = clock.now();
+    if (now - this.#lastAskAt < timing.leaseDurationMs) return;
+    const held = this.#feeds.filter((s) => s.held).length;
+    const byHolder = new Map<string, FeedState[]>();
+    for (const s of this.#feeds) {
+      const lease = s.seen?.lease;
+      if (s.held || !lease?.holder || this.#isFree(s, now)) continue;
+      byHolder.set(lease.holder, [...(byHolder.get(lease.holder) ?? []), s]);
+    }
+    const [, busiest] = [...byHolder].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
+    if (!busiest || busiest.length - held < 2) return;
+    const fresh = busiest.filter((s) => now - s.seen!.observedAt <= 2 * timing.retryPeriodMs && !s.seen!.lease!.annotations[WANTED_ANNOTATION]);
+    if (fresh.length === 0) return;
+    const s = fresh[Math.floor(this.#random() * fresh.length)]!;
+    const lease = s.seen!.lease!;
+    this.#lastAskAt = now;
+    try {
+      await this.#call(
+        (signal) =>
+          api.update(
+            s.feed.lease,
+            lease.resourceVersion,
+            {
+              holder: lease.holder,
+              leaseDurationSeconds: lease.leaseDurationSeconds ?? Math.round(timing.leaseDurationMs / 1000),
+              acquireTime: lease.acquireTime ?? now,
+              renewTime: lease.renewTime ?? now,
+              leaseTransitions: lease.leaseTransitions,
+              annotations: { ...lease.annotations, [WANTED_ANNOTATION]: this.identity },
+            },
+            signal,
+          ),
+        timing.retryPeriodMs,
+      );
+      this.#log.info({ feed: s.feed.id, holder: lease.holder, held }, `Asked ${lease.holder} to hand feed ${s.feed.id} over (it holds ${busiest.length}, this replica ${held}).`);
+    } catch (err) {
+      if (!(err instanceof LeaseConflictError)) this.#failed(s, 'ask for', err);
+    }
+  }
+
+  /** Hands a held feed over to the replica that asked for it: stop, commit, release naming it. */
+  #handOver(s: FeedState, h: Held, to: string): void {
+    s.handover = (async () => {
+      this.#log.info({ feed: s.feed.id, to }, `Handing feed ${s.feed.id} over to ${to}, which asked for it.`);
+      try {
+        await this.#o.handlers.release(s.feed, `handed over to ${to}`);
+      } catch (err) {
+        this.#log.warn({ feed: s.feed.id, err: (err as Error).message }, 'Stopping the feed for the hand-over failed.');
+      }
+      await s.renewing;
+      if (s.held !== h) return;
+      h.cancelDeadline();
+      s.held = undefined;
+      const now = this.#o.clock.now();
+      let annotations: Record<string, string> = { ...h.annotations, [WANTED_ANNOTATION]: to };
+      try {
+        annotations = { ...annotations, [STATE_ANNOTATION]: encodeState({ ...(await this.#o.handlers.snapshot(s.feed)), released: true }) };
+      } catch (err) {
+        this.#log.warn({ feed: s.feed.id, err: (err as Error).message }, 'Could not read the final state; the Lease keeps the last renewed one.');
+      }
+      try {
+        await this.#call(
+          (signal) =>
+            this.#o.api.update(
+              s.feed.lease,
+              h.resourceVersion,
+              { holder: undefined, leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: h.transitions, annotations },
+              signal,
+            ),
+          this.#o.timing.retryPeriodMs,
+        );
+        s.released++;
+        this.#log.info({ feed: s.feed.id, lease: s.feed.lease, to }, `Feed ${s.feed.id} released for ${to}.`);
+      } catch (err) {
+        this.#log.warn(
+          { feed: s.feed.id, err: (err as Error).message },
+          `Could not release the Lease for ${to}; it expires after lease_duration_seconds.`,
+        );
+      }
+    })().finally(() => {
+      s.handover = undefined;
+    });
   }
 
   #leaseDurationOf(lease: Lease): number {
@@ -237,7 +366,9 @@ export class Coordinator {
     }
     this.#succeeded(s);
     const now = this.#o.clock.now();
-    if (!s.seen || s.seen.lease?.resourceVersion !== lease?.resourceVersion) s.seen = { lease, observedAt: now };
+    const renewed = (a?: Lease, b?: Lease) => a?.holder !== b?.holder || a?.renewTime !== b?.renewTime || (a === undefined) !== (b === undefined);
+    if (!s.seen || renewed(s.seen.lease, lease)) s.seen = { lease, observedAt: now };
+    else s.seen.lease = lease;
     if (this.#isFree(s, now)) s.freeSince ??= now;
     else s.freeSince = undefined;
   }
@@ -246,7 +377,7 @@ export class Coordinator {
     const now = this.#o.clock.now();
     const free = this.#feeds.filter((s) => !s.held && this.#isFree(s, now));
     if (free.length === 0) return undefined;
-    const mine = free.find((s) => s.seen?.lease?.holder === this.identity);
+    const mine = free.find((s) => s.seen?.lease?.holder === this.identity || s.seen?.lease?.annotations[WANTED_ANNOTATION] === this.identity);
     if (mine) return mine;
     const replicas = new Set([this.identity]);
     for (const s of this.#feeds) {
@@ -255,7 +386,16 @@ export class Coordinator {
     }
     const share = Math.ceil(this.#feeds.length / replicas.size);
     const held = this.#feeds.filter((s) => s.held).length;
-    const eligible = held < share ? free : free.filter((s) => now - (s.freeSince ?? now) >= this.#o.timing.leaseDurationMs);
+    // Replicas holding nothing are invisible (no Lease names them), so the more a replica holds,
+    // the longer a feed must have been free before it tries: the least loaded go first.
+    const wait = held < share ? held * this.#o.timing.retryPeriodMs : this.#o.timing.leaseDurationMs;
+    const eligible = free.filter((s) => {
+      const waited = now - (s.freeSince ?? now);
+      // Released for another replica that asked for it: that one goes first.
+      const wanted = s.seen?.lease?.annotations[WANTED_ANNOTATION];
+      if (wanted && !s.seen?.lease?.holder) return waited >= this.#o.timing.leaseDurationMs;
+      return waited >= wait;
+    });
     if (eligible.length === 0) return undefined;
     return eligible[Math.floor(this.#random() * eligible.length)]!;
   }
@@ -265,13 +405,14 @@ export class Coordinator {
     const prev = s.seen?.lease;
     const sentAt = clock.now();
     const base = prev?.annotations ?? {};
+    const { [WANTED_ANNOTATION]: _asked, ...kept } = base;
     const spec: LeaseSpec = {
       holder: this.identity,
       leaseDurationSeconds: Math.round(timing.leaseDurationMs / 1000),
       acquireTime: sentAt,
       renewTime: sentAt,
       leaseTransitions: prev ? prev.leaseTransitions + (prev.holder === this.identity ? 0 : 1) : 0,
-      annotations: base,
+      annotations: kept,
     };
     let lease: Lease;
     try {
@@ -290,13 +431,17 @@ export class Coordinator {
       return;
     }
     this.#succeeded(s);
+    const persist = () => this.#persist(s, h);
+    const adopted = () => {
+      h.ready = true;
+    };
     const how: Acquisition = !prev
-      ? { from: 'none' }
+      ? { from: 'none', persist, adopted }
       : !prev.holder
-        ? { from: 'released' }
+        ? { from: 'released', persist, adopted }
         : prev.holder === this.identity
-          ? { from: 'self', previousHolder: prev.holder }
-          : { from: 'expired', previousHolder: prev.holder };
+          ? { from: 'self', previousHolder: prev.holder, persist, adopted }
+          : { from: 'expired', previousHolder: prev.holder, persist, adopted };
     const decoded = decodeState(base);
     if (decoded.state) how.carried = decoded.state;
     if (decoded.problem) how.problem = decoded.problem;
@@ -333,7 +478,29 @@ export class Coordinator {
     );
   }
 
-  async #renew(s: FeedState): Promise<void> {
+  /** The loop's renewal, after any renewal out of turn of the same feed. */
+  #renewInTurn(s: FeedState): Promise<boolean> {
+    s.renewPending++;
+    const next = s.renewing.then(() => (s.held ? this.#renew(s) : false)).finally(() => s.renewPending--);
+    s.renewing = next.then(
+      () => {},
+      () => {},
+    );
+    return next;
+  }
+
+  async #persist(s: FeedState, h: Held): Promise<boolean> {
+    for (;;) {
+      if (s.held !== h || this.#stop.signal.aborted) return false;
+      // This renewal starts after the call, so its snapshot includes what the caller recorded.
+      if ((await this.#renewInTurn(s)) && s.held === h && h.ready) return true;
+      if (s.held !== h) return false;
+      await this.#o.clock.sleep(this.#o.timing.retryPeriodMs, this.#stop.signal).catch(() => {});
+    }
+  }
+
+  /** One renewal; true when it was written. */
+  async #renew(s: FeedState): Promise<boolean> {
     const h = s.held!;
     const { clock, timing, api } = this.#o;
     let annotations = h.annotations;
@@ -346,7 +513,7 @@ export class Coordinator {
     }
     const sentAt = clock.now();
     const left = h.renewedSentAt + timing.renewDeadlineMs - sentAt;
-    if (left <= 0 || s.held !== h) return;
+    if (left <= 0 || s.held !== h) return false;
     try {
       const lease = await this.#call(
         (signal) =>
@@ -363,17 +530,21 @@ export class Coordinator {
             },
             signal,
           ),
-        Math.min(timing.retryPeriodMs, left),
+        // A slow answer still counts while it comes before the deadline (client-go bounds the
+        // whole attempt by renew_deadline, not each request by the retry period).
+        left,
       );
-      if (s.held !== h) return;
+      if (s.held !== h) return false;
       this.#succeeded(s);
       h.resourceVersion = lease.resourceVersion;
       h.annotations = lease.annotations;
       h.renewedSentAt = sentAt;
       h.cancelDeadline();
       this.#armDeadline(s, h);
+      return true;
     } catch (err) {
-      if (s.held !== h) return;
+      if (!(err instanceof LeaseConflictError)) s.renewFailures++;
+      if (s.held !== h) return false;
       if (err instanceof LeaseConflictError) {
         // Someone wrote the Lease: if it names another holder, the feed is theirs now.
         let now: Lease | undefined;
@@ -381,18 +552,29 @@ export class Coordinator {
           now = await this.#call((signal) => api.get(s.feed.lease, signal), Math.min(timing.retryPeriodMs, Math.max(1, left)));
         } catch {
           s.renewFailures++;
-          return;
+          return false;
         }
-        if (s.held !== h) return;
+        if (s.held !== h) return false;
         if (now?.holder === this.identity) {
           h.resourceVersion = now.resourceVersion;
-          return;
+          h.annotations = now.annotations;
+          const asker = now.annotations[WANTED_ANNOTATION];
+          if (asker && asker !== this.identity && !s.handover) {
+            const held = this.#feeds.filter((x) => x.held && !x.handover).length;
+            if (held >= 2) this.#handOver(s, h, asker);
+            else {
+              // Holding one feed, this replica is not the busiest any more: decline.
+              const { [WANTED_ANNOTATION]: _declined, ...rest } = h.annotations;
+              h.annotations = rest;
+            }
+          }
+          return false;
         }
         this.#lose(s, now?.holder ? `taken by ${now.holder}` : 'the Lease was released or deleted by someone else');
-        return;
+        return false;
       }
-      s.renewFailures++;
       this.#failed(s, 'renew', err);
+      return false;
     }
   }
 

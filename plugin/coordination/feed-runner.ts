@@ -7,6 +7,7 @@
  *   holder that did not release it cleanly is recovered as after a crash (PoD replays the gap
  *   from its archive).
  * - lost: abort the feed's source at once; its batches already sent still commit locally.
+ * - release (hand-over on request): the same, resolved once those batches are committed.
  * - snapshot: the committed cursors, request times and the fingerprints of the de-dup keys
  *   committed within CARRY_SPAN_MS (plus those inherited and still in use), for the next renewal.
  *
@@ -20,6 +21,7 @@ import type { Clock } from '../util/clock.ts';
 import { fingerprint, type CarriedState } from './carried-state.ts';
 import { scopeOf } from '../state/store.ts';
 import type { Acquisition, FeedHandlers } from './coordinator.ts';
+import type { RequestLog } from '../sources/source.ts';
 import type { Feed } from './feeds.ts';
 
 /**
@@ -64,7 +66,12 @@ export class FeedRunner implements FeedHandlers {
         await prev.stopping;
       }
       const unclean = await this.#adopt(feed, how, run);
-      const handle = await this.#pipeline.attach(feed.create(), { uncleanShutdown: unclean, inheritedKeys: run.inherited });
+      how.adopted();
+      const handle = await this.#pipeline.attach(feed.create(), {
+        uncleanShutdown: unclean,
+        inheritedKeys: run.inherited,
+        ...(feed.requestPools.length > 0 ? { requestLog: this.#writeAhead(feed, how) } : {}),
+      });
       run.handle = handle;
       if (run.lost !== undefined) run.stopping = handle.stop(`feed lost: ${run.lost}`);
     })();
@@ -76,6 +83,15 @@ export class FeedRunner implements FeedHandlers {
     if (!run || run.lost !== undefined) return;
     run.lost = reason;
     if (run.handle) run.stopping = run.handle.stop(`feed lost: ${reason}`);
+  }
+
+  async release(feed: Feed, reason: string): Promise<void> {
+    const run = this.#runs.get(feed.id);
+    if (!run) return;
+    this.lost(feed, reason);
+    await run.starting.catch(() => {});
+    if (run.lost !== undefined && run.handle && !run.stopping) run.stopping = run.handle.stop(`feed lost: ${run.lost}`);
+    await run.stopping;
   }
 
   async snapshot(feed: Feed): Promise<CarriedState> {
@@ -107,6 +123,23 @@ export class FeedRunner implements FeedHandlers {
       }
     }
     return state;
+  }
+
+  /**
+   * The feed's request log, written ahead into the Lease: a request is recorded locally, then the
+   * Lease is renewed with it, and only then may the request be sent. A replica that takes the
+   * feed over therefore counts every request the previous holder sent, whenever it died.
+   */
+  #writeAhead(feed: Feed, how: Acquisition): RequestLog {
+    const local = this.#store.requests.forInput(feed.input);
+    return {
+      list: (pool, since) => local.list(pool, since),
+      prune: (pool, before) => local.prune(pool, before),
+      record: async (pool, at) => {
+        await local.record(pool, at);
+        if (!(await how.persist())) throw new Error(`feed ${feed.id} is no longer held: request not sent`);
+      },
+    };
   }
 
   /** Adopts the carried state; returns whether the feed must recover as after a crash. */

@@ -16,7 +16,7 @@
  */
 import type { Logger } from 'pino';
 import type { Sink } from '../output/sink.ts';
-import type { Batch, BatchOutcome, Source, SourceContext, ServiceSpec } from '../sources/source.ts';
+import type { Batch, BatchOutcome, RequestLog, Source, SourceContext, ServiceSpec } from '../sources/source.ts';
 import { scopeOf, type StateStore } from '../state/store.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { silentLogger } from '../telemetry/logger.ts';
@@ -101,6 +101,8 @@ export interface AttachOptions {
    * events with those keys are dropped as duplicates for the life of this attachment.
    */
   inheritedKeys?: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Replaces the input's persisted request log (coordination writes it ahead into the Lease). */
+  requestLog?: RequestLog;
 }
 
 export interface AttachedSource {
@@ -242,7 +244,7 @@ export class Pipeline {
       cursor: async <C>(service: string) => (await this.#store.getCursor<C>(source.id, service))?.cursor,
       uncleanShutdown: opts.uncleanShutdown ?? this.#store.uncleanShutdown,
       resetServices: reset,
-      requestLog: this.#store.requests.forInput(source.id),
+      requestLog: opts.requestLog ?? this.#store.requests.forInput(source.id),
       health: this.health.reporterFor(source.id),
       metrics: this.sourceMetrics.forInput(source.id),
       userAgent: this.#userAgent,

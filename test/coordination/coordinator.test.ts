@@ -76,7 +76,7 @@ interface Event {
   at: number;
   replica: string;
   feed: string;
-  what: 'acquired' | 'lost';
+  what: 'acquired' | 'lost' | 'released';
   how?: Acquisition;
 }
 
@@ -167,6 +167,10 @@ class Replica {
           if (api.dead) return;
           this.pulling.delete(feed.id);
           world.events.push({ at: world.clock.now(), replica: name, feed: feed.id, what: 'lost' });
+        },
+        release: async (feed) => {
+          this.pulling.delete(feed.id);
+          world.events.push({ at: world.clock.now(), replica: name, feed: feed.id, what: 'released' });
         },
         snapshot: async (feed): Promise<CarriedState> => ({
           v: 1,
@@ -287,11 +291,13 @@ test('partition from the API server: the holder stops pulling before any peer st
     }
     assert.deepEqual(w.violations, []);
     assert.ok(cut.coordinator.status().some((s) => s.renewFailures > 0), 'renew failures counted');
-    // Healed: it sees the feeds held by live peers and takes none of them.
+    // Healed: it takes no feed from a live peer, but asks for one and is handed it.
     w.server.heal(cut.token);
     cut.partitioned = false;
-    await w.run(30_000);
-    assert.equal(cut.pulling.size, 0);
+    await w.run(60_000, () => cut.pulling.size === 1);
+    assert.equal(cut.pulling.size, 1);
+    const back = w.events.find((e) => e.replica === cut.name && e.what === 'acquired' && e.at > cutAt)!;
+    assert.equal(back.how?.from, 'released', 'handed over, not taken');
     assert.ok(allHeld(w));
     assert.deepEqual(w.violations, []);
   } finally {
@@ -306,15 +312,17 @@ test('release on shutdown: peers take the feeds over within a few retry periods,
     const leaving = w.replicas.find((r) => r.pulling.size === 2)!;
     const feedsOfLeaving = [...leaving.pulling];
     leaving.coordinator.stopAcquiring();
+    // The sidecar stops its sources (pipeline.stop) before it releases.
+    leaving.pulling.clear();
     const releasing = leaving.coordinator.release(true);
     await w.run(5_000, () => leaving.coordinator.held().length === 0);
     await releasing;
-    leaving.pulling.clear();
     const releasedAt = w.clock.now();
     for (const id of feedsOfLeaving) {
-      const lease = w.server.lease(NS, w.feeds.find((f) => f.id === id)!.lease);
-      assert.equal(lease.spec.holderIdentity, undefined, 'holder cleared');
-      assert.equal(decodeState(lease.metadata.annotations).state?.released, true);
+      const name = w.feeds.find((f) => f.id === id)!.lease;
+      const release = w.server.writes.filter((x) => x.name === name && x.token === leaving.token).at(-1)!;
+      assert.equal(release.holder, undefined, 'holder cleared');
+      assert.equal(decodeState(release.annotations).state?.released, true);
     }
     await w.run(20_000, () => allHeld(w));
     for (const id of feedsOfLeaving) {
@@ -342,6 +350,67 @@ test('a replica whose token is refused (401) never pulls; the others do', async 
     assert.ok(allHeld(w));
     assert.equal(bad.pulling.size, 0);
     assert.ok(server.requests.some((r) => r.token === 'wrong' && r.status === 401));
+    assert.deepEqual(w.violations, []);
+  } finally {
+    await close(w);
+  }
+});
+
+test('persist() writes the state into the Lease out of turn; once the Lease is lost it answers false', async () => {
+  const server = await startLeaseServer({ tokens: ['t'] });
+  const w = new World(server, 1);
+  try {
+    const r = await w.add('solo', 't');
+    r.coordinator.start();
+    await w.run(10_000, () => allHeld(w));
+    const how = w.events.find((e) => e.what === 'acquired')!.how!;
+    const before = server.writes.length;
+    const stateBefore = r.state;
+    assert.equal(await how.persist(), true);
+    assert.equal(server.writes.length, before + 1, 'one write, now');
+    const last = decodeState(server.writes.at(-1)!.annotations).state!;
+    assert.deepEqual(last.cursors, { f0: { by: 'solo', n: stateBefore + 1 } }, 'it carries the state as of the call');
+    // Cut off: persist keeps trying every retry period until the renew deadline takes the feed away.
+    r.partition();
+    const answer = how.persist();
+    await w.run(TIMING.renewDeadlineMs + 2 * TIMING.retryPeriodMs, () => r.pulling.size === 0);
+    await w.run(3 * TIMING.retryPeriodMs);
+    assert.equal(await answer, false);
+    assert.equal(r.pulling.size, 0);
+  } finally {
+    await close(w);
+  }
+});
+
+test('a replica that starts late asks the busiest one for a feed: it is handed over, never pulled twice', async () => {
+  const server = await startLeaseServer({ tokens: ['t0', 't1', 't2'] });
+  const w = new World(server, 4);
+  try {
+    const a = await w.add('replica-a', 't0');
+    const b = await w.add('replica-b', 't1');
+    a.coordinator.start();
+    b.coordinator.start();
+    await w.run(30_000, () => allHeld(w));
+    await w.run(10_000);
+    assert.deepEqual([a.pulling.size, b.pulling.size].sort(), [2, 2]);
+    const c = await w.add('replica-c', 't2');
+    c.coordinator.start();
+    const joined = w.clock.now();
+    await w.run(60_000, () => c.pulling.size === 1 && allHeld(w));
+    assert.equal(c.pulling.size, 1, 'the late replica got a feed');
+    assert.deepEqual([a.pulling.size, b.pulling.size].sort(), [1, 2]);
+    const handed = w.events.find((e) => e.what === 'released' && e.at >= joined)!;
+    const taken = w.events.find((e) => e.what === 'acquired' && e.replica === 'replica-c')!;
+    assert.equal(handed.feed, taken.feed);
+    assert.equal(taken.how?.from, 'released');
+    assert.equal(taken.how?.carried?.released, true, 'the state was written after the final commit');
+    assert.ok(taken.at - joined <= 2 * TIMING.leaseDurationMs, `handed over ${taken.at - joined} ms after the late replica started`);
+    const lease = server.lease(NS, w.feeds.find((f) => f.id === taken.feed)!.lease);
+    assert.equal(lease.metadata.annotations?.['proofpoint-sidecar/wanted-by'], undefined, 'the request is cleared by the taker');
+    // Balanced now: nothing moves any more.
+    const before = JSON.stringify([...w.held()]);
+    await w.run(60_000);
+    assert.equal(JSON.stringify([...w.held()]), before);
     assert.deepEqual(w.violations, []);
   } finally {
     await close(w);

@@ -85,6 +85,19 @@ interface TestFeed extends Feed {
   next: Batch[];
 }
 
+/** An Acquisition as the coordinator hands it over; persist succeeds and is counted. */
+const persisted: string[] = [];
+function acq(o: Omit<Acquisition, 'persist' | 'adopted'>): Acquisition {
+  return {
+    ...o,
+    persist: async () => {
+      persisted.push(o.from);
+      return true;
+    },
+    adopted: () => {},
+  };
+}
+
 const byN = (a: unknown, b: unknown) => (a as { n: number }).n - (b as { n: number }).n;
 
 function tapFeed(input = 'tap', startTimes: Record<string, string | null> = { clicksBlocked: null, messagesDelivered: null }): TestFeed {
@@ -191,11 +204,11 @@ test('acquired adopts a carried cursor later than the local one and keeps a loca
   const feed = tapFeed();
   await localCursor(r.store, 'tap', 'clicksBlocked', { n: 5 });
   await localCursor(r.store, 'tap', 'messagesDelivered', { n: 9 });
-  await r.runner.acquired(feed, {
+  await r.runner.acquired(feed, acq({
     from: 'expired',
     previousHolder: 'replica-b',
     carried: carried({ cursors: { clicksBlocked: { n: 7 }, messagesDelivered: { n: 3 } } }, r.clock.now()),
-  });
+  }));
   const src = feed.sources[0]!;
   await until(() => src.cursors !== undefined, 'source start');
   assert.deepEqual(src.cursors, { clicksBlocked: { n: 7 }, messagesDelivered: { n: 9 } });
@@ -209,7 +222,7 @@ test('acquired adopts a carried cursor later than the local one and keeps a loca
 test('with no local cursor the carried one is adopted; a service the Lease does not carry stays as it is', async () => {
   const r = await replica();
   const feed = tapFeed();
-  await r.runner.acquired(feed, { from: 'released', carried: carried({ cursors: { clicksBlocked: { n: 2 } }, released: true }, r.clock.now()) });
+  await r.runner.acquired(feed, acq({ from: 'released', carried: carried({ cursors: { clicksBlocked: { n: 2 } }, released: true }, r.clock.now()) }));
   const src = feed.sources[0]!;
   await until(() => src.cursors !== undefined, 'source start');
   assert.deepEqual(src.cursors, { clicksBlocked: { n: 2 }, messagesDelivered: undefined });
@@ -222,7 +235,7 @@ test('a carried cursor collected under another start time than the configured on
   const r = await replica({ logLines });
   const feed = tapFeed();
   await localCursor(r.store, 'tap', 'clicksBlocked', { n: 2 });
-  await r.runner.acquired(feed, {
+  await r.runner.acquired(feed, acq({
     from: 'expired',
     carried: carried(
       {
@@ -231,7 +244,7 @@ test('a carried cursor collected under another start time than the configured on
       },
       r.clock.now(),
     ),
-  });
+  }));
   const src = feed.sources[0]!;
   await until(() => src.cursors !== undefined, 'source start');
   assert.deepEqual(src.cursors, { clicksBlocked: { n: 2 }, messagesDelivered: undefined });
@@ -247,17 +260,17 @@ test('a carried cursor collected under another start time than the configured on
   // The other way round: a configured start time, a cursor carried under the same one is adopted,
   // one carried under none is not.
   const pod = podFeed('pod', '2026-11-20T00:00:00Z');
-  await r.runner.acquired(pod, {
+  await r.runner.acquired(pod, acq({
     from: 'expired',
     carried: { v: 1, at: r.clock.now(), cursors: { maillog: { n: 4 } }, start_times: { maillog: '2026-11-20T00:00:00Z' } },
-  });
+  }));
   await until(() => pod.sources[0]?.cursors !== undefined, 'pod source start');
   assert.deepEqual(pod.sources[0]!.cursors, { maillog: { n: 4 } });
   const pod2 = podFeed('pod2', '2026-11-20T00:00:00Z');
-  await r.runner.acquired(pod2, {
+  await r.runner.acquired(pod2, acq({
     from: 'expired',
     carried: { v: 1, at: r.clock.now(), cursors: { maillog: { n: 4 } }, start_times: { maillog: null } },
-  });
+  }));
   await until(() => pod2.sources[0]?.cursors !== undefined, 'pod2 source start');
   assert.deepEqual(pod2.sources[0]!.cursors, { maillog: undefined });
   r.runner.lost(pod, 'test over');
@@ -272,10 +285,10 @@ test(
     const feed = tapFeed();
     // This replica pulled the feed long ago with start time 2026-11-01; the configuration now has none.
     await localCursor(r.store, 'tap', 'clicksBlocked', { n: 9 }, '2026-11-01T00:00:00Z');
-    await r.runner.acquired(feed, {
+    await r.runner.acquired(feed, acq({
       from: 'released',
       carried: carried({ cursors: { clicksBlocked: { n: 5 } }, released: true }, r.clock.now()),
-    });
+    }));
     const src = feed.sources[0]!;
     await until(() => src.cursors !== undefined, 'source start');
     try {
@@ -300,7 +313,7 @@ test('carried request times are recorded once: a time the local log already has 
   await log.record('shared', t1);
   await log.record('shared', t2);
   await log.record('clicksPermitted', t1);
-  await r.runner.acquired(feed, {
+  await r.runner.acquired(feed, acq({
     from: 'expired',
     carried: carried(
       {
@@ -315,7 +328,7 @@ test('carried request times are recorded once: a time the local log already has 
       },
       now,
     ),
-  });
+  }));
   assert.deepEqual(await log.list('shared', 0), [t1, t2, t3]);
   assert.deepEqual(await log.list('clicksPermitted', 0), [edge, t1, t1]);
   assert.deepEqual(await log.list('unknownPool', 0), []);
@@ -323,7 +336,7 @@ test('carried request times are recorded once: a time the local log already has 
 
   // A feed without request pools (PoD) inherits none, whatever the Lease carries.
   const pod = podFeed();
-  await r.runner.acquired(pod, { from: 'expired', carried: { v: 1, at: now, cursors: {}, start_times: { maillog: null }, requests: { shared: [t3] } } });
+  await r.runner.acquired(pod, acq({ from: 'expired', carried: { v: 1, at: now, cursors: {}, start_times: { maillog: null }, requests: { shared: [t3] } } }));
   assert.deepEqual(await r.store.requests.forInput('pod').list('shared', 0), []);
   r.runner.lost(pod, 'test over');
   await r.close();
@@ -333,7 +346,7 @@ test('the source recovers as after a crash when the feed was taken from a holder
   const r = await replica();
   assert.equal(r.store.uncleanShutdown, false);
   const now = r.clock.now();
-  const cases: Array<[string, Acquisition, boolean]> = [
+  const cases: Array<[string, Omit<Acquisition, 'persist' | 'adopted'>, boolean]> = [
     ['expired', { from: 'expired', previousHolder: 'replica-b', carried: carried({ cursors: {} }, now) }, true],
     ['expired, released flag', { from: 'expired', previousHolder: 'replica-b', carried: carried({ cursors: {}, released: true }, now) }, true],
     ['released without the flag', { from: 'released', carried: carried({ cursors: {} }, now) }, true],
@@ -345,7 +358,7 @@ test('the source recovers as after a crash when the feed was taken from a holder
   for (const [i, [, how]] of cases.entries()) {
     const feed = tapFeed(`tap${i}`);
     feeds.push(feed);
-    await r.runner.acquired(feed, how);
+    await r.runner.acquired(feed, acq(how));
   }
   assert.deepEqual(
     cases.map(([what], i) => [what, feeds[i]!.sources[0]!.ctx!.uncleanShutdown]),
@@ -362,7 +375,7 @@ test('on a store left unclean, even a cleanly released feed recovers as after a 
   const r = await replica({ dir });
   assert.equal(r.store.uncleanShutdown, true);
   const feed = tapFeed();
-  await r.runner.acquired(feed, { from: 'released', carried: carried({ cursors: {}, released: true }, r.clock.now()) });
+  await r.runner.acquired(feed, acq({ from: 'released', carried: carried({ cursors: {}, released: true }, r.clock.now()) }));
   assert.equal(feed.sources[0]!.ctx!.uncleanShutdown, true);
   r.runner.lost(feed, 'test over');
   await r.close();
@@ -380,7 +393,7 @@ test('snapshot carries the committed cursors, the start times and the request ti
     { service: 'clicksBlocked', pullingId: 1, events: [ev('a')], cursor: { n: 3 } },
     { service: 'clicksBlocked', pullingId: 2, events: [ev('b')], cursor: { n: 4 } },
   ];
-  await a.runner.acquired(feed, { from: 'none' });
+  await a.runner.acquired(feed, acq({ from: 'none' }));
   await until(() => a.pipeline.counters().find((c) => c.service === 'clicksBlocked')?.batchesCommitted === 2, 'commits');
   // Requests the source makes while it holds the feed count too.
   await feed.sources[0]!.ctx!.requestLog.record('shared', now);
@@ -412,7 +425,7 @@ test('a feed handed over through the annotation goes on where the other replica 
   const now = clock.now();
 
   feedA.next = [{ service: 'messagesDelivered', pullingId: 1, events: [ev('m1')], cursor: { n: 11 } }];
-  await a.runner.acquired(feedA, { from: 'none' });
+  await a.runner.acquired(feedA, acq({ from: 'none' }));
   await until(() => a.pipeline.counters().some((c) => c.batchesCommitted === 1), 'A commits');
   await feedA.sources[0]!.ctx!.requestLog.record('shared', now - 2);
   await feedA.sources[0]!.ctx!.requestLog.record('shared', now - 1);
@@ -425,7 +438,7 @@ test('a feed handed over through the annotation goes on where the other replica 
   const decoded = decodeState(annotation);
   assert.equal(decoded.problem, undefined);
   feedB.next = [{ service: 'messagesDelivered', pullingId: 1, events: [ev('m2')], cursor: { n: 12 } }];
-  await b.runner.acquired(feedB, { from: 'released', carried: decoded.state! });
+  await b.runner.acquired(feedB, acq({ from: 'released', carried: decoded.state! }));
   const srcB = feedB.sources[0]!;
   await until(() => srcB.cursors !== undefined, 'B source start');
   assert.deepEqual(srcB.cursors, { clicksBlocked: undefined, messagesDelivered: { n: 11 } });
@@ -437,7 +450,7 @@ test('a feed handed over through the annotation goes on where the other replica 
   // Back to A, whose own requests come back with B's: each is counted once.
   b.runner.lost(feedB, 'released');
   const back = decodeState({ [STATE_ANNOTATION]: encodeState({ ...(await b.runner.snapshot(feedB)), released: true }) });
-  await a.runner.acquired(feedA, { from: 'released', carried: back.state! });
+  await a.runner.acquired(feedA, acq({ from: 'released', carried: back.state! }));
   assert.deepEqual(await a.store.requests.forInput('tap').list('shared', 0), [now - 50_000, now - 2, now - 1, now]);
   const srcA2 = feedA.sources[1]!;
   await until(() => srcA2.cursors !== undefined, 'A source start again');
@@ -456,14 +469,14 @@ test('de-dup keys carried in the Lease: the next holder drops what the previous 
   const feedB = podFeed();
   const feedC = podFeed();
   feedA.next = [{ service: 'maillog', pullingId: 1, events: [ev('k1'), ev('k2'), ev('k3')], cursor: { n: 3 } }];
-  await a.runner.acquired(feedA, { from: 'none' });
+  await a.runner.acquired(feedA, acq({ from: 'none' }));
   await until(() => a.pipeline.counters().some((x) => x.batchesCommitted === 1), 'A commits');
   const fromA = decodeState({ [STATE_ANNOTATION]: encodeState(await a.runner.snapshot(feedA)) }).state!;
   assert.deepEqual(new Set(fromA.keys?.maillog), new Set(['k1', 'k2', 'k3'].map(fingerprint)));
 
   // B takes over after A died and re-reads the hour: k1..k3 again, then k4.
   feedB.next = [{ service: 'maillog', pullingId: 1, events: [ev('k1'), ev('k2'), ev('k3'), ev('k4')], cursor: { n: 4 } }];
-  await b.runner.acquired(feedB, { from: 'expired', previousHolder: 'a', carried: fromA });
+  await b.runner.acquired(feedB, acq({ from: 'expired', previousHolder: 'a', carried: fromA }));
   await until(() => b.pipeline.counters().some((x) => x.batchesCommitted === 1), 'B commits');
   const counted = b.pipeline.counters().find((x) => x.service === 'maillog')!;
   assert.deepEqual(b.sink.records.map((r) => JSON.parse(r.record.message as string).id), ['k4']);
@@ -473,11 +486,47 @@ test('de-dup keys carried in the Lease: the next holder drops what the previous 
   const fromB = decodeState({ [STATE_ANNOTATION]: encodeState(await b.runner.snapshot(feedB)) }).state!;
   assert.deepEqual(new Set(fromB.keys?.maillog), new Set(['k4', 'k1', 'k2', 'k3'].map(fingerprint)));
   feedC.next = [{ service: 'maillog', pullingId: 1, events: [ev('k2'), ev('k4'), ev('k5')], cursor: { n: 5 } }];
-  await c.runner.acquired(feedC, { from: 'expired', previousHolder: 'b', carried: fromB });
+  await c.runner.acquired(feedC, acq({ from: 'expired', previousHolder: 'b', carried: fromB }));
   await until(() => c.pipeline.counters().some((x) => x.batchesCommitted === 1), 'C commits');
   assert.deepEqual(c.sink.records.map((r) => JSON.parse(r.record.message as string).id), ['k5']);
   for (const [r, f] of [[a, feedA], [b, feedB], [c, feedC]] as const) r.runner.lost(f, 'test over');
   await Promise.all([a.close(), b.close(), c.close()]);
+});
+
+test('TAP requests are written ahead into the Lease: recorded, persisted, and refused once the Lease is gone', async () => {
+  const r = await replica();
+  const feed = tapFeed();
+  const calls: string[] = [];
+  let held = true;
+  const how: Acquisition = {
+    from: 'none',
+    persist: async () => {
+      calls.push('persist');
+      return held;
+    },
+    adopted: () => calls.push('adopted'),
+  };
+  await r.runner.acquired(feed, how);
+  const src = feed.sources[0]!;
+  await until(() => src.ctx !== undefined, 'source start');
+  assert.deepEqual(calls, ['adopted'], 'the carried state is adopted before the source runs');
+  const now = r.clock.now();
+  await src.ctx!.requestLog.record('shared', now);
+  assert.deepEqual(calls, ['adopted', 'persist'], 'a request is persisted into the Lease before record() returns');
+  held = false;
+  await assert.rejects(src.ctx!.requestLog.record('shared', now + 1), /no longer held: request not sent/);
+  // Both stay in the local log (the second is counted though never sent: the safe side).
+  assert.deepEqual(await r.store.requests.forInput('tap').list('shared', 0), [now, now + 1]);
+  // A PoD feed has no request pools: its source gets the plain log, nothing is persisted per request.
+  const pod = podFeed();
+  const podCalls: string[] = [];
+  await r.runner.acquired(pod, { from: 'none', persist: async () => (podCalls.push('persist'), true), adopted: () => {} });
+  await until(() => pod.sources[0]?.ctx !== undefined, 'pod source start');
+  await pod.sources[0]!.ctx!.requestLog.record('x', now);
+  assert.deepEqual(podCalls, []);
+  r.runner.lost(feed, 'test over');
+  r.runner.lost(pod, 'test over');
+  await r.close();
 });
 
 test('lost aborts the running source at once and its batches already sent still commit', async () => {
@@ -485,7 +534,7 @@ test('lost aborts the running source at once and its batches already sent still 
   const r = await replica({ sink });
   const feed = tapFeed();
   feed.next = [{ service: 'clicksBlocked', pullingId: 1, events: [ev('a')], cursor: { n: 1 } }];
-  await r.runner.acquired(feed, { from: 'none' });
+  await r.runner.acquired(feed, acq({ from: 'none' }));
   const src = feed.sources[0]!;
   await until(() => sink.held.length === 1, 'a send');
   assert.equal(src.ctx!.signal.aborted, false);
@@ -506,7 +555,7 @@ test('lost aborts the running source at once and its batches already sent still 
 test('lost while the feed is still being adopted aborts the source as soon as it is attached', async () => {
   const r = await replica();
   const feed = tapFeed();
-  const acquiring = r.runner.acquired(feed, { from: 'expired', carried: carried({ cursors: { clicksBlocked: { n: 3 } } }, r.clock.now()) });
+  const acquiring = r.runner.acquired(feed, acq({ from: 'expired', carried: carried({ cursors: { clicksBlocked: { n: 3 } } }, r.clock.now()) }));
   r.runner.lost(feed, 'not renewed within renew_deadline_seconds (10 s)');
   assert.equal(feed.sources.length, 0, 'lost came before the source was created');
   await acquiring;
@@ -522,13 +571,13 @@ test('a new acquisition waits until the previous run of the feed stopped and com
   const r = await replica({ sink });
   const feed = tapFeed();
   feed.next = [{ service: 'clicksBlocked', pullingId: 1, events: [ev('a')], cursor: { n: 1 } }];
-  await r.runner.acquired(feed, { from: 'none' });
+  await r.runner.acquired(feed, acq({ from: 'none' }));
   await until(() => sink.held.length === 1, 'run1 sends');
 
   r.runner.lost(feed, 'taken by replica-b');
   feed.next = [{ service: 'clicksBlocked', pullingId: 2, events: [ev('b')], cursor: { n: 2 } }];
   let second = false;
-  const again = r.runner.acquired(feed, { from: 'self' }).then(() => {
+  const again = r.runner.acquired(feed, acq({ from: 'self' })).then(() => {
     second = true;
   });
   await until(() => feed.timeline.includes('run1 stop'), 'run1 to return');
@@ -548,9 +597,9 @@ test('a new acquisition waits until the previous run of the feed stopped and com
   sink.holdAcks = false;
   sink.release();
   r.runner.lost(feed, 'one');
-  const a3 = r.runner.acquired(feed, { from: 'self' });
+  const a3 = r.runner.acquired(feed, acq({ from: 'self' }));
   r.runner.lost(feed, 'two');
-  const a4 = r.runner.acquired(feed, { from: 'self' });
+  const a4 = r.runner.acquired(feed, acq({ from: 'self' }));
   await Promise.all([a3, a4]);
   await until(() => feed.sources[3]?.cursors !== undefined, 'run4 start');
   assertNoOverlap(feed.timeline);
