@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   forward: async () => (await import('./forward.ts')).runForwardBench(),
   tap: async () => (await import('./tap.ts')).runTapBench(),
   pod: async () => (await import('./pod.ts')).runPodBench(),
+  coordination: async () => (await import('./coordination.ts')).runCoordinationBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
