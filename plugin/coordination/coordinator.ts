@@ -197,37 +197,48 @@ export class Coordinator {
         if (!h) return;
         h.cancelDeadline();
         s.held = undefined;
-        const now = this.#o.clock.now();
-        let annotations = h.annotations;
-        if (h.ready) {
-          try {
-            annotations = { ...h.annotations, [STATE_ANNOTATION]: encodeState({ ...(await this.#o.handlers.snapshot(s.feed)), released: clean }) };
-          } catch (err) {
-            this.#log.warn({ feed: s.feed.id, err: (err as Error).message }, 'Could not read the final state; the Lease keeps the last renewed one.');
-          }
-        }
-        try {
-          await this.#call(
-            (signal) =>
-              this.#o.api.update(
-                s.feed.lease,
-                h.resourceVersion,
-                // client-go's release: empty holder, one-second duration, so peers need not wait.
-                { holder: undefined, leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: h.transitions, annotations },
-                signal,
-              ),
-            this.#o.timing.retryPeriodMs,
-          );
-          s.released++;
-          this.#log.info({ feed: s.feed.id, lease: s.feed.lease, clean }, 'Lease released after the final commit; a peer can take the feed over now.');
-        } catch (err) {
-          this.#log.warn(
-            { feed: s.feed.id, lease: s.feed.lease, err: (err as Error).message },
-            `Could not release the Lease; a peer takes the feed over after lease_duration_seconds (${this.#o.timing.leaseDurationMs / 1000} s).`,
-          );
-        }
+        await this.#writeRelease(s, h, { released: clean, snapshot: h.ready });
       }),
     );
+  }
+
+  /**
+   * Writes the final state and releases the Lease (client-go's release: empty holder, one-second
+   * duration, so peers need not wait). `released`: everything sent was committed; `to`: the replica
+   * that asked for the feed, kept in `wanted-by` so it takes the feed first.
+   */
+  async #writeRelease(s: FeedState, h: Held, o: { released: boolean; snapshot: boolean; to?: string }): Promise<void> {
+    const now = this.#o.clock.now();
+    let annotations: Record<string, string> = o.to ? { ...h.annotations, [WANTED_ANNOTATION]: o.to } : h.annotations;
+    if (o.snapshot) {
+      try {
+        annotations = { ...annotations, [STATE_ANNOTATION]: encodeState({ ...(await this.#o.handlers.snapshot(s.feed)), released: o.released }) };
+      } catch (err) {
+        this.#log.warn({ feed: s.feed.id, err: (err as Error).message }, 'Could not read the final state; the Lease keeps the last renewed one.');
+      }
+    }
+    try {
+      await this.#call(
+        (signal) =>
+          this.#o.api.update(
+            s.feed.lease,
+            h.resourceVersion,
+            { holder: undefined, leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: h.transitions, annotations },
+            signal,
+          ),
+        this.#o.timing.retryPeriodMs,
+      );
+      s.released++;
+      this.#log.info(
+        { feed: s.feed.id, lease: s.feed.lease, clean: o.released, to: o.to },
+        o.to ? `Feed ${s.feed.id} released for ${o.to}.` : 'Lease released after the final commit; a peer can take the feed over now.',
+      );
+    } catch (err) {
+      this.#log.warn(
+        { feed: s.feed.id, lease: s.feed.lease, err: (err as Error).message },
+        `Could not release the Lease; a peer takes the feed over after lease_duration_seconds (${this.#o.timing.leaseDurationMs / 1000} s).`,
+      );
+    }
   }
 
   async #run(): Promise<void> {
@@ -305,41 +316,18 @@ export class Coordinator {
   #handOver(s: FeedState, h: Held, to: string): void {
     s.handover = (async () => {
       this.#log.info({ feed: s.feed.id, to }, `Handing feed ${s.feed.id} over to ${to}, which asked for it.`);
+      let clean = true;
       try {
         await this.#o.handlers.release(s.feed, `handed over to ${to}`);
       } catch (err) {
+        clean = false;
         this.#log.warn({ feed: s.feed.id, err: (err as Error).message }, 'Stopping the feed for the hand-over failed.');
       }
       await s.renewing;
       if (s.held !== h) return;
       h.cancelDeadline();
       s.held = undefined;
-      const now = this.#o.clock.now();
-      let annotations: Record<string, string> = { ...h.annotations, [WANTED_ANNOTATION]: to };
-      try {
-        annotations = { ...annotations, [STATE_ANNOTATION]: encodeState({ ...(await this.#o.handlers.snapshot(s.feed)), released: true }) };
-      } catch (err) {
-        this.#log.warn({ feed: s.feed.id, err: (err as Error).message }, 'Could not read the final state; the Lease keeps the last renewed one.');
-      }
-      try {
-        await this.#call(
-          (signal) =>
-            this.#o.api.update(
-              s.feed.lease,
-              h.resourceVersion,
-              { holder: undefined, leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: h.transitions, annotations },
-              signal,
-            ),
-          this.#o.timing.retryPeriodMs,
-        );
-        s.released++;
-        this.#log.info({ feed: s.feed.id, lease: s.feed.lease, to }, `Feed ${s.feed.id} released for ${to}.`);
-      } catch (err) {
-        this.#log.warn(
-          { feed: s.feed.id, err: (err as Error).message },
-          `Could not release the Lease for ${to}; it expires after lease_duration_seconds.`,
-        );
-      }
+      await this.#writeRelease(s, h, { released: clean, snapshot: h.ready, to });
     })().finally(() => {
       s.handover = undefined;
     });

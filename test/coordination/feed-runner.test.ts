@@ -19,24 +19,11 @@ import { MemorySink } from '../helpers/memory-sink.ts';
 import { ScriptedSource, ev, spec } from '../helpers/scripted-source.ts';
 import { FakeClock, flushMicrotasks } from '../helpers/fake-clock.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { until, untilAborted } from '../helpers/wait.ts';
 
 const DAY = 24 * 3_600_000;
 const TAP_SERVICES = ['clicksBlocked', 'messagesDelivered'];
 
-async function until(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-function untilAborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}
 
 /**
  * A ScriptedSource that keeps its context from the moment the pipeline calls run() (not only once

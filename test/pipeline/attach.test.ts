@@ -12,21 +12,8 @@ import { MemorySink } from '../helpers/memory-sink.ts';
 import { ScriptedSource, ev, spec } from '../helpers/scripted-source.ts';
 import { FakeClock, flushMicrotasks } from '../helpers/fake-clock.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { until, untilAborted } from '../helpers/wait.ts';
 
-async function until(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-function untilAborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}
 
 /** Yields `batches`, then waits for the signal (a poller with nothing new) and returns. */
 function feedSource(id: string, services: string[], batches: Batch[], log?: string[]): ScriptedSource {
