@@ -9,6 +9,8 @@
  *   server's resume point: a running or stopped sidecar's next live session would then resume
  *   after whatever the probe was sent, and those events would be lost. A 409 means another session
  *   holds the token for that type: reachable, credentials not checked (often the running sidecar).
+ * - Coordination (globals.coordination): a read of each feed's Lease, which checks the API server,
+ *   the credentials and the Role's `get` (create and update cannot be checked without writing).
  */
 import type { Config } from '../config/schema.ts';
 import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
@@ -19,6 +21,8 @@ import { enabledPodServices, podEndpoint } from '../sources/pod/source.ts';
 import { openSocket } from '../sources/pod/socket.ts';
 import { floorHour, podStreamUrl } from '../sources/pod/mode.ts';
 import { proxyFor } from '../sources/pod/proxy.ts';
+import { feedsOf } from '../coordination/feeds.ts';
+import { USER_AGENT } from '../util/user-agent.ts';
 
 export type Verdict = { service: string; ok: boolean; text: string };
 
@@ -82,8 +86,38 @@ function describe(err: unknown): string {
 }
 
 /** Probes every enabled service and prints a verdict per service; true when all are fine. */
+export async function probeCoordination(config: Config): Promise<Verdict[]> {
+  const c = config.globals.coordination;
+  if (!c) return [];
+  let api;
+  try {
+    const { createKubernetesLeaseApi } = await import('../coordination/kubernetes.ts');
+    api = await createKubernetesLeaseApi(c, { userAgent: USER_AGENT });
+  } catch (err) {
+    return [{ service: 'kubernetes', ok: false, text: describe(err) }];
+  }
+  const out: Verdict[] = [];
+  for (const feed of feedsOf(config, c.lease_prefix)) {
+    const where = `Lease ${api.namespace}/${feed.lease}`;
+    try {
+      const lease = await api.get(feed.lease, AbortSignal.timeout(15_000));
+      out.push({
+        service: feed.id,
+        ok: true,
+        text: lease
+          ? `${where} readable; held by ${lease.holder ?? 'nobody (released)'}`
+          : `${where} readable (it does not exist yet; the first replica creates it)`,
+      });
+    } catch (err) {
+      out.push({ service: feed.id, ok: false, text: (err as Error).message });
+    }
+  }
+  return out;
+}
+
 export async function checkOnline(config: Config, out: NodeJS.WritableStream): Promise<boolean> {
   const results: Array<{ input: string } & Verdict> = [];
+  for (const v of await probeCoordination(config)) results.push({ input: 'coordination', ...v });
   const tap = config.inputs.proofpoint_tap;
   const pod = config.inputs.proofpoint_on_demand;
   if (tap?.enabled) for (const v of await probeTap(tap)) results.push({ input: 'proofpoint_tap', ...v });

@@ -199,6 +199,6 @@ export class KubernetesLeaseApi implements LeaseApi {
         : status === 403
           ? ` (the ServiceAccount needs get, create and update on leases.coordination.k8s.io in namespace ${this.namespace}: conf/kubernetes/daemonset/rbac.yaml)`
           : '';
-    return new LeaseApiError(status, `Kubernetes answered ${status}${reason ? ` ${reason}` : ''} to ${what} of Lease ${this.namespace}/${name}: ${message ?? 'no message'}${hint}`);
+    return new LeaseApiError(status, `Kubernetes answered ${status}${reason ? ` ${reason}` : ''} to ${what} of Lease ${this.namespace}/${name}: ${message ?? (status === 401 ? 'Unauthorized' : 'no message')}${hint}`);
   }
 }

@@ -59,3 +59,43 @@ test('check --online gives a verdict per service: accepted, refused (error 100),
     await pod.close();
   }
 });
+
+test('check --online with globals.coordination reads every feed Lease: readable, held by whom, or refused with the reason', async () => {
+  const { startLeaseServer } = await import('../../plugin/simulator/kubernetes/lease-server.ts');
+  const leases = await startLeaseServer({ tokens: ['good-token'] });
+  const pod = await startPodSimulator({ apiKey: TEST_SECRETS.podApiKey, rate: 0 });
+  try {
+    const dir = tmpDir();
+    const write = (name: string, token: string) => {
+      const kubeconfig = path.join(dir, `${name}.kubeconfig`);
+      writeFileSync(kubeconfig, leases.kubeconfig(token, { namespace: 'sidecars' }));
+      const file = path.join(dir, `${name}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          globals: { state_dir: path.join(dir, 'state'), coordination: { type: 'kubernetes', kubeconfig } },
+          output: { type: 'stdout' },
+          inputs: {
+            proofpoint_on_demand: {
+              id: 'p',
+              override_url_base: pod.url,
+              credentials: { cluster_id: pod.credentials.cluster_id, api_key: TEST_SECRETS.podApiKey },
+              services: { maillog: {} },
+            },
+          },
+        }),
+      );
+      return file;
+    };
+    const good = await runCliAsync(['check', '--online', '--config', write('good', 'good-token')]);
+    assert.equal(good.status, 0, good.stdout + good.stderr);
+    assert.match(good.stdout, /^OK   coordination\/p\/maillog: Lease sidecars\/proofpoint-sidecar-p-maillog readable \(it does not exist yet/m);
+    const bad = await runCliAsync(['check', '--online', '--config', write('bad', 'wrong-token')]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stdout, /^FAIL coordination\/p\/maillog: Kubernetes answered 401 .*the service account token was not accepted/m);
+    assert.ok(!(good.stdout + bad.stdout + bad.stderr).includes('good-token'), 'the token is never printed');
+  } finally {
+    await leases.close();
+    await pod.close();
+  }
+});

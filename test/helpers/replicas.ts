@@ -4,9 +4,11 @@
  * (each replica has its own Fluent Bit in a DaemonSet). For the issue 6 end-to-end test and the
  * coordination benchmark.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
 import { startPodSimulator, type PodSimulator, type PodStreamType } from '../../plugin/simulator/pod/index.ts';
 import { NO_QUIRKS, startTapSimulator, type TapSimulator } from '../../plugin/simulator/tap/index.ts';
@@ -14,7 +16,6 @@ import { TAP_SERVICES } from '../../plugin/sources/tap/index.ts';
 import { ForwardReceiver } from './forward-receiver.ts';
 import { startCli } from './cli.ts';
 import { freePort, until } from './net.ts';
-import { tmpDir } from './tmp.ts';
 
 export const NS = 'sidecars';
 export const POD_TYPES: PodStreamType[] = ['message', 'maillog', 'audit'];
@@ -44,6 +45,8 @@ export interface Cluster {
   replicas: Replica[];
   startedAt: number;
   tapStart: number;
+  /** Each replica's directory (config, kubeconfig, state), removed by stopCluster. */
+  dirs: string[];
 }
 
 export interface ClusterOptions {
@@ -73,8 +76,11 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const tapStart = Date.now() - (o.tapStartHoursAgo ?? 0.5) * 3600_000;
   const startTime = new Date(tapStart).toISOString().replace(/\.\d{3}Z$/, 'Z');
   const replicas: Replica[] = [];
+  const dirs: string[] = [];
   for (const name of names) {
-    const dir = tmpDir('pps-replica-');
+    // Not tmpDir(): the benchmark uses this too, outside node:test.
+    const dir = mkdtempSync(path.join(tmpdir(), 'pps-replica-'));
+    dirs.push(dir);
     const kubeconfig = path.join(dir, 'kubeconfig');
     writeFileSync(kubeconfig, leases.kubeconfig(`token-${name}`, { namespace: NS }));
     const receiver = new ForwardReceiver();
@@ -130,7 +136,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     60_000,
   );
   for (const n of names) leases.heal(`token-${n}`);
-  return { leases, tap, pod, replicas, startedAt: Date.now(), tapStart };
+  return { leases, tap, pod, replicas, startedAt: Date.now(), tapStart, dirs };
 }
 
 export async function stopCluster(c: Cluster): Promise<void> {
@@ -140,6 +146,8 @@ export async function stopCluster(c: Cluster): Promise<void> {
   for (const r of c.replicas) if (r.exited === undefined) r.child.kill('SIGKILL');
   await Promise.all(c.replicas.map((r) => r.receiver.close()));
   await Promise.all([c.leases.close(), c.tap.close(), c.pod.close()]);
+  await Promise.all(c.replicas.map((r) => (r.exited === undefined ? once(r.child, 'exit') : undefined)));
+  for (const dir of c.dirs) rmSync(dir, { recursive: true, force: true });
 }
 
 /** The replica (its POD_NAME) of a holder identity or a User-Agent. */
