@@ -58,6 +58,8 @@ export interface ClusterOptions {
   tapStartHoursAgo?: number;
   tapRequestPeriodSecs?: number;
   podRates?: Partial<Record<PodStreamType, number>>;
+  /** TAP events per hour per service (default 1800, messagesDelivered 3600). */
+  tapRatePerHour?: number;
 }
 
 export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
@@ -69,7 +71,9 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const budget = o.tapBudget ?? 1800;
   const tap = await startTapSimulator({
     quirks: NO_QUIRKS,
-    ratesPerHour: { clicksBlocked: 1800, clicksPermitted: 1800, messagesBlocked: 1800, messagesDelivered: 3600 },
+    ratesPerHour: o.tapRatePerHour !== undefined
+      ? { clicksBlocked: o.tapRatePerHour, clicksPermitted: o.tapRatePerHour, messagesBlocked: o.tapRatePerHour, messagesDelivered: o.tapRatePerHour }
+      : { clicksBlocked: 1800, clicksPermitted: 1800, messagesBlocked: 1800, messagesDelivered: 3600 },
     budgetPerPool: budget,
   });
   const pod = await startPodSimulator({ rate: o.podRates ?? { message: 30, maillog: 60, audit: 3 }, historyMs: 5_000, archiveStalenessMs: 1000 });
