@@ -58,6 +58,8 @@ export class FeedRunner implements FeedHandlers {
 
   acquired(feed: Feed, how: Acquisition): Promise<void> {
     const prev = this.#runs.get(feed.id);
+    // The coordinator reports a loss before a new acquisition; should it not, stop the old run here.
+    if (prev && prev.lost === undefined) this.lost(feed, 'acquired again');
     const run: FeedRun = { starting: Promise.resolve(), inherited: new Map() };
     this.#runs.set(feed.id, run);
     run.starting = (async () => {
