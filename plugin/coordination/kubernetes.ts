@@ -9,8 +9,14 @@
  *   the API server costs a deadline, never a hung renewal.
  * - A kubeconfig with an http:// server needs `insecure-skip-tls-verify: true` (the client refuses
  *   plain HTTP otherwise); a 401 answer has no body in this client.
+ * - The client builds a new agent, hence a new TCP and TLS connection, for every request. With a
+ *   renewal or a read per feed every retry period that is a handshake every few hundred
+ *   milliseconds per replica, so requests go through one keep-alive agent with the same TLS
+ *   options, rebuilt when those change (a rotated client certificate).
  * - @kubernetes/client-node 2.x needs Node 22 (undici 8); the 1.x line runs on Node 20.
  */
+import http from 'node:http';
+import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { CoordinationConfig } from '../config/schema.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
@@ -73,6 +79,7 @@ export class KubernetesLeaseApi implements LeaseApi {
   readonly #k8s: K8s;
   readonly #api: import('@kubernetes/client-node').CoordinationV1Api;
   readonly #userAgent: string;
+  #agent?: { key: string; agent: http.Agent };
 
   constructor(k8s: K8s, api: import('@kubernetes/client-node').CoordinationV1Api, namespace: string, userAgent: string) {
     this.#k8s = k8s;
@@ -120,6 +127,8 @@ export class KubernetesLeaseApi implements LeaseApi {
           pre: (ctx) => {
             ctx.setSignal(signal);
             ctx.setHeaderParam('User-Agent', userAgent);
+            const agent = this.#keepAlive(ctx.getAgent());
+            if (agent) ctx.setAgent(agent);
             return new Observable(Promise.resolve(ctx));
           },
           post: (res) => new Observable(Promise.resolve(res)),
@@ -127,6 +136,24 @@ export class KubernetesLeaseApi implements LeaseApi {
       ],
       middlewareMergeStrategy: 'append',
     };
+  }
+
+  /**
+   * A keep-alive agent with the TLS options of the one the client made for this request (a plain
+   * http or https agent; proxy agents are left alone).
+   */
+  #keepAlive(fresh: http.Agent | https.Agent | undefined): http.Agent | undefined {
+    if (!fresh || (fresh.constructor !== http.Agent && fresh.constructor !== https.Agent)) return undefined;
+    const o = (fresh as http.Agent & { options: Record<string, unknown> }).options;
+    const tls = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername'].map((k) => String(o[k] ?? ''));
+    const key = `${fresh.constructor === https.Agent ? 'https' : 'http'}|${tls.join('|')}`;
+    if (this.#agent?.key !== key) {
+      this.#agent?.agent.destroy();
+      const options = { ...o, keepAlive: true };
+      this.#agent = { key, agent: fresh.constructor === https.Agent ? new https.Agent(options) : new http.Agent(options) };
+    }
+    fresh.destroy();
+    return this.#agent.agent;
   }
 
   #body(name: string, resourceVersion: string | undefined, spec: LeaseSpec): V1Lease {

@@ -221,6 +221,8 @@ test('three replicas take five feeds: one puller per feed, spread 2/2/1, renewal
     assert.equal(JSON.stringify([...w.held()]), before, 'renewed Leases do not move');
     assert.deepEqual(w.violations, []);
     assert.equal(w.events.filter((e) => e.what === 'lost').length, 0);
+    // Connections are kept alive: the client alone would open one per request.
+    assert.ok(w.server.connections * 5 < w.server.requests.length, `${w.server.connections} connections for ${w.server.requests.length} requests`);
     // Every Lease names its holder, with the state it renews.
     for (const f of w.feeds) {
       const lease = w.server.lease(NS, f.lease);

@@ -345,6 +345,8 @@ export class LeaseSimServer {
   readonly writes: LeaseWrite[] = [];
   /** Every request received, in order of arrival. */
   readonly requests: LeaseRequestRecord[] = [];
+  /** TCP connections accepted (clients that keep connections alive open few). */
+  connections = 0;
   readonly #server: Server;
   readonly #tokens: ReadonlySet<string>;
   readonly #leases = new Map<string, Json>();
@@ -358,6 +360,7 @@ export class LeaseSimServer {
     this.url = url;
     this.#tokens = new Set(tokens);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res));
+    server.on('connection', () => this.connections++);
   }
 
   /** The stored object as served (a copy), or undefined. */
