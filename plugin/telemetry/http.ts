@@ -162,7 +162,7 @@ export function createMetrics(d: HttpDeps): Registry {
     });
     new Counter({
       name: 'proofpoint_sidecar_lease_transitions_total',
-      help: 'Leases this replica acquired, lost (renewal failed or taken) and released (shutdown)',
+      help: 'Leases this replica acquired, lost (renewal failed or taken) and released (shutdown, or handed over on request)',
       labelNames: [...leaseLabels, 'event'],
       registers: [registry],
       collect() {
