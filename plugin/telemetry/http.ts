@@ -66,24 +66,43 @@ function cursorTime(cursor: unknown): number | undefined {
   return undefined;
 }
 
+type Row = { labels: Record<string, string>; value: number };
+
+/**
+ * A counter or gauge whose values are read at scrape time from where they are kept (pipeline
+ * counters, source metrics, health, Leases): all rows are set anew on each scrape.
+ */
+function scraped(registry: Registry, type: 'counter' | 'gauge', name: string, help: string, labelNames: readonly string[], rows: () => Iterable<Row>): void {
+  const config = { name, help, labelNames: [...labelNames], registers: [registry] };
+  if (type === 'counter') {
+    new Counter({
+      ...config,
+      collect() {
+        this.reset();
+        for (const r of rows()) this.inc(r.labels, r.value);
+      },
+    });
+  } else {
+    new Gauge({
+      ...config,
+      collect() {
+        this.reset();
+        for (const r of rows()) this.set(r.labels, r.value);
+      },
+    });
+  }
+}
+
 export function createMetrics(d: HttpDeps): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'proofpoint_sidecar_' });
-  const labels = ['input_id', 'source', 'service'] as const;
   const perService = (name: string, help: string, pick: (c: ReturnType<Pipeline['counters']>[number]) => number | undefined) =>
-    new Gauge({
-      name,
-      help,
-      labelNames: labels,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const c of d.pipeline.counters()) {
-          const v = pick(c);
-          if (v !== undefined) this.set({ input_id: c.input, source: c.source, service: c.service }, v);
-        }
-      },
-    });
+    scraped(registry, 'gauge', name, help, ['input_id', 'source', 'service'], () =>
+      d.pipeline.counters().flatMap((c) => {
+        const value = pick(c);
+        return value === undefined ? [] : [{ labels: { input_id: c.input, source: c.source, service: c.service }, value }];
+      }),
+    );
   perService('proofpoint_sidecar_events_received_total', 'Events the source produced', (c) => c.received);
   perService('proofpoint_sidecar_events_sent_total', 'Events acknowledged by the output and committed', (c) => c.sent);
   perService('proofpoint_sidecar_duplicates_total', 'Events dropped as already delivered or in flight', (c) => c.duplicates);
@@ -92,16 +111,9 @@ export function createMetrics(d: HttpDeps): Registry {
     const t = cursorTime(c.cursor);
     return t === undefined ? undefined : Math.max(0, (d.clock.now() - t) / 1000);
   });
-  new Gauge({
-    name: 'proofpoint_sidecar_service_up',
-    help: '1 when the service is running without a fatal error',
-    labelNames: ['input_id', 'service', 'status'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const h of d.pipeline.health.all()) this.set({ input_id: h.input, service: h.service, status: h.status }, h.status === 'failed' ? 0 : 1);
-    },
-  });
+  scraped(registry, 'gauge', 'proofpoint_sidecar_service_up', '1 when the service is running without a fatal error', ['input_id', 'service', 'status'], () =>
+    d.pipeline.health.all().map((h) => ({ labels: { input_id: h.input, service: h.service, status: h.status }, value: h.status === 'failed' ? 0 : 1 })),
+  );
   const sinkGauge = (name: string, help: string, pick: (s: ReturnType<Sink['stats']>) => number | undefined) =>
     new Gauge({
       name,
@@ -121,67 +133,25 @@ export function createMetrics(d: HttpDeps): Registry {
     s.lastAckLatencyMs === undefined ? undefined : s.lastAckLatencyMs / 1000,
   );
   for (const [name, m] of Object.entries(SOURCE_METRICS) as Array<[SourceMetricName, (typeof SOURCE_METRICS)[SourceMetricName]]>) {
-    const labelNames = ['input_id', ...m.labels];
-    const read = () => d.pipeline.sourceMetrics.values(name);
-    if (m.type === 'counter') {
-      new Counter({
-        name: `proofpoint_sidecar_${name}`,
-        help: m.help,
-        labelNames,
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const v of read()) this.inc(v.labels, v.value);
-        },
-      });
-    } else {
-      new Gauge({
-        name: `proofpoint_sidecar_${name}`,
-        help: m.help,
-        labelNames,
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const v of read()) this.set(v.labels, v.value);
-        },
-      });
-    }
+    scraped(registry, m.type, `proofpoint_sidecar_${name}`, m.help, ['input_id', ...m.labels], () => d.pipeline.sourceMetrics.values(name));
   }
   if (d.coordinator) {
-    const coordinator = d.coordinator;
-    const leaseLabels = ['feed', 'lease'];
-    new Gauge({
-      name: 'proofpoint_sidecar_lease_held',
-      help: '1 while this replica holds the feed\'s Lease and pulls the feed',
-      labelNames: leaseLabels,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const f of coordinator.status()) this.set({ feed: f.feed, lease: f.lease }, f.held ? 1 : 0);
-      },
-    });
-    new Counter({
-      name: 'proofpoint_sidecar_lease_transitions_total',
-      help: 'Leases this replica acquired, lost (renewal failed or taken) and released (shutdown, or handed over on request)',
-      labelNames: [...leaseLabels, 'event'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const f of coordinator.status()) {
-          for (const event of ['acquired', 'lost', 'released'] as const) this.inc({ feed: f.feed, lease: f.lease, event }, f[event]);
-        }
-      },
-    });
-    new Counter({
-      name: 'proofpoint_sidecar_lease_renew_failures_total',
-      help: 'Lease renewals that failed (no answer, refused or conflicting)',
-      labelNames: leaseLabels,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const f of coordinator.status()) this.inc({ feed: f.feed, lease: f.lease }, f.renewFailures);
-      },
-    });
+    const leases = () => d.coordinator!.status();
+    const lease = (f: FeedLeaseStatus) => ({ feed: f.feed, lease: f.lease });
+    scraped(registry, 'gauge', 'proofpoint_sidecar_lease_held', "1 while this replica holds the feed's Lease and pulls the feed", ['feed', 'lease'], () =>
+      leases().map((f) => ({ labels: lease(f), value: f.held ? 1 : 0 })),
+    );
+    scraped(
+      registry,
+      'counter',
+      'proofpoint_sidecar_lease_transitions_total',
+      'Leases this replica acquired, lost (renewal failed or taken) and released (shutdown, or handed over on request)',
+      ['feed', 'lease', 'event'],
+      () => leases().flatMap((f) => (['acquired', 'lost', 'released'] as const).map((event) => ({ labels: { ...lease(f), event }, value: f[event] }))),
+    );
+    scraped(registry, 'counter', 'proofpoint_sidecar_lease_renew_failures_total', 'Lease renewals that failed (no answer, refused or conflicting)', ['feed', 'lease'], () =>
+      leases().map((f) => ({ labels: lease(f), value: f.renewFailures })),
+    );
   }
   return registry;
 }
