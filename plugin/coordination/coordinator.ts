@@ -142,7 +142,6 @@ export class Coordinator {
   #acquiring = true;
   #lastAskAt = -Infinity;
   #loop?: Promise<void>;
-  #tick?: Promise<void>;
 
   constructor(o: CoordinatorOptions) {
     this.#o = o;
@@ -244,8 +243,7 @@ export class Coordinator {
   async #run(): Promise<void> {
     const { clock, timing } = this.#o;
     while (!this.#stop.signal.aborted) {
-      this.#tick = this.#once().catch((err) => this.#log.error({ err: (err as Error).message }, 'Coordination round failed.'));
-      await this.#tick;
+      await this.#once().catch((err) => this.#log.error({ err: (err as Error).message }, 'Coordination round failed.'));
       // Jitter below the period only: renewals stay at least as frequent as configured.
       const wait = timing.retryPeriodMs * (0.9 + 0.1 * this.#random());
       await clock.sleep(wait, this.#stop.signal).catch(() => {});

@@ -16,10 +16,9 @@
  */
 import type { Logger } from 'pino';
 import type { AttachedSource, Pipeline } from '../pipeline/pipeline.ts';
-import type { StateStore } from '../state/store.ts';
 import type { Clock } from '../util/clock.ts';
 import { fingerprint, type CarriedState } from './carried-state.ts';
-import { scopeOf } from '../state/store.ts';
+import { scopeOf, type StateStore } from '../state/store.ts';
 import type { Acquisition, FeedHandlers } from './coordinator.ts';
 import type { RequestLog } from '../sources/source.ts';
 import type { Feed } from './feeds.ts';
