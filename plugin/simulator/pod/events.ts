@@ -16,7 +16,7 @@ export const POD_STREAM_TYPES: readonly PodStreamType[] = ['message', 'maillog',
 export interface GeneratedEvent {
   type: PodStreamType;
   seq: number;
-  /** guid (message, audit) or id (maillog). */
+  /** guid (message, audit) or id (maillog); with `sharedKeyEvery`, not unique. */
   key: string;
   /** When the event happened on the server (ms): it exists from then on. */
   baseMs: number;
@@ -41,6 +41,8 @@ export interface EventLogOptions {
   /** Every n-th message event (by hash) carries a part padded to `largeFrameBytes` (0: none). */
   largeEvery: number;
   largeFrameBytes: number;
+  /** Every n-th event (by hash, never seq 0) carries the key of the event before it (0 or absent: none). */
+  sharedKeyEvery?: number;
 }
 
 /** 32-bit mix of the seed, a type and a number (murmur3 finaliser over a few rounds). */
@@ -219,7 +221,7 @@ const auditEvent = {
     resourceType: 'authorization',
     tags: [
       { name: 'eventSubCategory', value: 'authorization' },
-      { name: 'eventDetails', value: '' },
+      { name: 'eventDetails', value: D },
       { name: 'login.authorization', value: 'true' },
     ],
     user: { email: 'john@example.com', id: 'a7e6abcd-1234-4621-1234-abcdefc3b3e6', ipAddress: '89.160.20.128' },
@@ -292,21 +294,65 @@ export class PodEventLog {
     return Math.min(this.max(type), Math.ceil((ms - this.#o.origin) / period));
   }
 
-  event(type: PodStreamType, seq: number): GeneratedEvent {
+  /** The `ts` of event `seq` in whole microseconds since the epoch (cheap: no text is built). */
+  tsMicros(type: PodStreamType, seq: number): number {
     const o = this.#o;
     const ti = TYPE_INDEX[type];
     const baseMs = this.baseTime(type, seq);
     const jitter = unit(o.seed, ti, seq, 1) < o.unsortedFraction ? Math.floor(unit(o.seed, ti, seq, 2) * o.unsortedMs) : 0;
     // Whole microseconds, as the server writes them.
-    const micros = Math.floor((baseMs - jitter) * 1000) + (hash32(o.seed, ti, seq, 4) % 1000);
+    return Math.floor((baseMs - jitter) * 1000) + (hash32(o.seed, ti, seq, 4) % 1000);
+  }
+
+  /**
+   * How many seqs in [first, last) carry a `ts` in [fromMs, toMs). Only the edges are looked
+   * at: an event whose place is more than `unsortedMs` + 2 ms inside the range has its ts in it.
+   */
+  countTsIn(type: PodStreamType, first: number, last: number, fromMs: number, toMs: number): number {
+    if (last <= first) return 0;
+    const lowEnd = Math.min(last, Math.max(first, this.firstAtOrAfter(type, fromMs + this.#o.unsortedMs + 2)));
+    const highStart = Math.max(lowEnd, Math.min(last, this.firstAtOrAfter(type, toMs - 2)));
+    let n = highStart - lowEnd;
+    const inRange = (seq: number) => {
+      const t = this.tsMicros(type, seq) / 1000;
+      return t >= fromMs && t < toMs;
+    };
+    for (let seq = first; seq < lowEnd; seq++) if (inRange(seq)) n++;
+    for (let seq = highStart; seq < last; seq++) if (inRange(seq)) n++;
+    return n;
+  }
+
+  /** Whether event `seq` carries the key of event `seq - 1` (`sharedKeyEvery`). */
+  sharesKey(type: PodStreamType, seq: number): boolean {
+    const every = this.#o.sharedKeyEvery ?? 0;
+    return every > 0 && seq > 0 && hash32(this.#o.seed, TYPE_INDEX[type], seq, 6) % every === 0;
+  }
+
+  /** The key event `seq` carries: its own, or that of the first event of its run of shared keys. */
+  #key(type: PodStreamType, seq: number): string {
+    let owner = seq;
+    if ((this.#o.sharedKeyEvery ?? 0) === 1) owner = 0;
+    else while (this.sharesKey(type, owner)) owner--;
+    const o = this.#o;
+    const ti = TYPE_INDEX[type];
+    if (type === 'message') return `${chars(o.seed, ti, owner, 22)}${seqDigits(owner, 10)}`;
+    if (type === 'maillog') return `${chars(o.seed, ti, owner, 14, `${ALNUM}/`)}${seqDigits(owner, 8)}`;
+    const h = chars(o.seed, ti, owner, 20, '0123456789abcdef') + owner.toString(16).padStart(12, '0');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  }
+
+  event(type: PodStreamType, seq: number): GeneratedEvent {
+    const o = this.#o;
+    const ti = TYPE_INDEX[type];
+    const baseMs = this.baseTime(type, seq);
+    const micros = this.tsMicros(type, seq);
     const tsMs = micros / 1000;
     const qid = `${chars(o.seed, ti, seq, 6).toUpperCase()}${seqDigits(seq, 8)}`;
-    let key: string;
+    const key = this.#key(type, seq);
     let ts: string;
     let text: string;
     const variant = hash32(o.seed, ti, seq, 3);
     if (type === 'message') {
-      key = `${chars(o.seed, ti, seq, 22)}${seqDigits(seq, 10)}`;
       // Clusters write -0700 (PDT) or -0800 (PST); both without a colon.
       ts = formatTs(micros, variant % 7 === 0 ? -480 : -420, false);
       const large = o.largeEvery > 0 && o.largeFrameBytes > 0 && variant % o.largeEvery === 0;
@@ -321,16 +367,16 @@ export class PodEventLog {
         text = fill(TEMPLATES.message, { KEY: key, TS: ts, QID: qid });
       }
     } else if (type === 'maillog') {
-      key = `${chars(o.seed, ti, seq, 14, `${ALNUM}/`)}${seqDigits(seq, 8)}`;
       const legacy = variant % 4 === 0;
       ts = formatTs(micros, -420, legacy);
       const data = `${ts} m0000123 sendmail[17965]: ${qid}: to=<mailive@example.com>, delay=00:00:00, xdelay=00:00:00, mailer=esmtp, tls_verify=OK, tls_version=TLSv1.2, cipher=ECDHE-RSA-AES256-GCM, pri=120812, relay=abcd.example.net. [IPv6:2a02:cf40::], dsn=2.0.0, stat=Sent (Ok: queued)`;
       text = fill(legacy ? TEMPLATES.maillogLegacy : TEMPLATES.maillogCurrent, { KEY: key, TS: ts, QID: qid, DATA: data });
     } else {
-      const h = chars(o.seed, ti, seq, 20, '0123456789abcdef') + seq.toString(16).padStart(12, '0');
-      key = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
       ts = formatTs(micros, 0, false);
-      text = fill(TEMPLATES.audit, { KEY: key, TS: ts });
+      // Audit events have no qid: one that shares its guid names its own seq, so that no two
+      // events ever have the same text (their ts may coincide at high rates).
+      const details = this.sharesKey(type, seq) ? `event ${seqDigits(seq, 8)}` : '';
+      text = fill(TEMPLATES.audit, { KEY: key, TS: ts, DATA: details });
     }
     return { type, seq, key, baseMs, tsMs, ts, text };
   }

@@ -13,6 +13,17 @@
  *   30 days back; the window is sent (unsorted as stored) and the session closed.
  * - On demand: unsorted `ts`, repeated events, frames over 1 MiB, malformed frames, drops of the
  *   TCP connection without a close frame, 409s on the first attempts, unanswered pings.
+ * - Behaviours the documentation leaves open, one knob each (combined into named profiles in
+ *   scenario.ts):
+ *   - the close code after a whole archive window (`archiveCloseCode`, 1006 for an RST);
+ *   - archive windows whose first attempts are cut part-way with a close code or an RST, with
+ *     retries served whole (`archiveCut`);
+ *   - a live resume after a drop at the send position or at the newest event, losing the gap
+ *     (`liveResumeFrom`);
+ *   - empty text frames between events (`emptyFrameEvery`);
+ *   - server pings on a real-time interval, with pings and pongs counted (`serverPingMs`);
+ *   - a 400 for an archive `toTime` that rounds up into the future (`rejectFutureToTime`);
+ *   - events that share the guid/id of the one before them (`sharedKeyEvery`, in the event log).
  * Writing stops while a session's socket holds more than `highWaterBytes`, so a client that
  * stops reading holds the simulator back through TCP, as it would the real server.
  */
@@ -60,6 +71,13 @@ export interface SessionRecord {
   duplicatesSent: number;
   malformedSent: number;
   end?: 'server_close' | 'client_close' | 'drop';
+  /** The close code the session ended with: sent by the server, else the client's; 1006: no close frame. */
+  closeCode?: number;
+  /** Archive: the session was cut part-way through its window (`archiveCut`). */
+  cut?: boolean;
+  emptyFramesSent: number;
+  pingsSent: number;
+  pongsReceived: number;
   /** Negotiated WebSocket extensions (e.g. "permessage-deflate"). */
   extensions?: string;
   /** The client's User-Agent (names the replica when coordination is on). */
@@ -79,6 +97,10 @@ interface OpenSession {
   /** Sends not yet handed to the socket (permessage-deflate compresses asynchronously). */
   unflushed: number;
   onFlushed?: () => void;
+  pingTimer?: NodeJS.Timeout;
+  pingEvery?: number;
+  /** Archive: stop after this many of the window's events and end with `code`. */
+  cut?: { after: number; code: number };
 }
 
 export interface SimulatorStats {
@@ -87,6 +109,7 @@ export interface SimulatorStats {
   bytesSent: number;
   duplicatesSent: number;
   malformedSent: number;
+  emptyFramesSent: number;
   drops: number;
   refused: Record<number, number>;
 }
@@ -95,13 +118,15 @@ export class PodSimulatorServer {
   readonly scenario: PodScenario;
   readonly log: PodEventLog;
   readonly sessions: SessionRecord[] = [];
-  readonly stats: SimulatorStats = { framesSent: 0, eventsSent: 0, bytesSent: 0, duplicatesSent: 0, malformedSent: 0, drops: 0, refused: {} };
+  readonly stats: SimulatorStats = { framesSent: 0, eventsSent: 0, bytesSent: 0, duplicatesSent: 0, malformedSent: 0, emptyFramesSent: 0, drops: 0, refused: {} };
   readonly #http: http.Server | https.Server;
   readonly #wss: WebSocketServer;
   readonly #open = new Set<OpenSession>();
   /** Per token+type: where the next live session resumes and when the last one ended. */
   readonly #resume = new Map<string, { seq: number; at: number }>();
   readonly #attempts = new Map<string, number>();
+  /** Accepted archive sessions per window (type, rounded sinceTime, rounded toTime), for `archiveCut`. */
+  readonly #windowAttempts = new Map<string, number>();
   #nextId = 1;
   #malformedTurn = 0;
 
@@ -123,6 +148,7 @@ export class PodSimulatorServer {
       unsortedMs: scenario.unsortedMs,
       largeEvery: scenario.largeEvery,
       largeFrameBytes: scenario.largeFrameBytes,
+      sharedKeyEvery: scenario.sharedKeyEvery,
     });
     this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: scenario.perMessageDeflate, autoPong: false, maxPayload: 1_048_576 });
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -172,21 +198,39 @@ export class PodSimulatorServer {
   /** Every event key a type's sessions have sent (written to the socket), repeats counted once. */
   servedKeys(type: PodStreamType): Set<string> {
     const keys = new Set<string>();
+    this.#served(type, (e) => keys.add(e.key));
+    return keys;
+  }
+
+  /** Every seq a type's sessions have sent (written to the socket); keys may be shared, seqs are not. */
+  servedSeqs(type: PodStreamType): Set<number> {
+    const seqs = new Set<number>();
+    this.#served(type, (e) => seqs.add(e.seq));
+    return seqs;
+  }
+
+  #served(type: PodStreamType, each: (e: GeneratedEvent) => void): void {
     for (const r of this.sessions) {
       if (r.type !== type || r.status !== 101 || r.firstSeq === undefined || r.nextSeq === undefined) continue;
       for (let seq = r.firstSeq; seq < r.nextSeq; seq++) {
         const e = this.log.event(type, seq);
         if (r.mode === 'archive' && (e.tsMs < r.windowFrom! || e.tsMs >= r.windowTo!)) continue;
-        keys.add(e.key);
+        each(e);
       }
     }
-    return keys;
+  }
+
+  /** Applies scenario changes made at runtime to what is already running. */
+  scenarioChanged(changes: object): void {
+    if ('archiveCut' in changes) this.#windowAttempts.clear();
+    if ('serverPingMs' in changes) for (const s of this.#open) this.#armPing(s);
   }
 
   async close(): Promise<void> {
     for (const s of [...this.#open]) {
       s.closed = true;
       clearTimeout(s.timer);
+      clearInterval(s.pingTimer);
       if (s.immediate) clearImmediate(s.immediate);
       s.socket.destroy();
     }
@@ -216,6 +260,9 @@ export class PodSimulatorServer {
       bytesSent: 0,
       duplicatesSent: 0,
       malformedSent: 0,
+      emptyFramesSent: 0,
+      pingsSent: 0,
+      pongsReceived: 0,
     };
     this.sessions.push(rec);
     const refuse = (status: number, body: string, contentType = 'text/plain;charset=iso-8859-1') => {
@@ -240,7 +287,7 @@ export class PodSimulatorServer {
     const forced = this.scenario.refuseTypes[streamType];
     if (forced) return refuse(forced.status, forced.body);
 
-    let window: { from: number; to: number } | undefined;
+    let window: { from: number; to: number; key: string } | undefined;
     if (rec.sinceTime !== undefined || rec.toTime !== undefined) {
       const since = rec.sinceTime === undefined ? undefined : parseTimestamp(rec.sinceTime);
       const to = rec.toTime === undefined ? undefined : parseTimestamp(rec.toTime);
@@ -250,9 +297,13 @@ export class PodSimulatorServer {
       const sinceMs = since.sec * 1000 + since.nsec / 1e6;
       const toMs = to ? to.sec * 1000 + to.nsec / 1e6 : undefined;
       if (toMs !== undefined && toMs <= sinceMs) return refuse(400, 'Invalid toTime: not after sinceTime');
+      const toCeil = toMs === undefined ? undefined : ceilHour(toMs, offsetOf(rec.toTime!));
+      if (this.scenario.rejectFutureToTime && toCeil !== undefined && toCeil > now) return refuse(400, `Invalid toTime: ${rec.toTime}: rounded up to the hour it is in the future`);
       const from = Math.max(floorHour(sinceMs, offsetOf(rec.sinceTime)), floorHour(now - this.scenario.archiveMaxAgeMs, 0) + HOUR);
-      const end = Math.min(toMs === undefined ? Infinity : ceilHour(toMs, offsetOf(rec.toTime!)), now - this.scenario.archiveStalenessMs);
-      window = { from, to: Math.max(from, end) };
+      const end = Math.min(toCeil ?? Infinity, now - this.scenario.archiveStalenessMs);
+      // The window as asked for (rounded), not as cut by staleness: a retry a moment later asks
+      // for the same window although now has moved.
+      window = { from, to: Math.max(from, end), key: `${streamType}\u0000${from}\u0000${toCeil ?? 'open'}` };
     }
     const mode = window ? 'archive' : 'live';
 
@@ -272,8 +323,13 @@ export class PodSimulatorServer {
       ws.on('ping', (data) => {
         if (!this.scenario.ignorePings) ws.pong(data);
       });
+      ws.on('pong', () => rec.pongsReceived++);
       ws.on('error', () => undefined);
-      ws.on('close', () => this.#ended(s, s.rec.end ?? 'client_close'));
+      ws.on('close', (code) => {
+        rec.closeCode ??= code;
+        this.#ended(s, s.rec.end ?? 'client_close');
+      });
+      this.#armPing(s);
       if (window) {
         rec.windowFrom = window.from;
         rec.windowTo = window.to;
@@ -281,6 +337,13 @@ export class PodSimulatorServer {
         s.pos = this.log.firstAtOrAfter(streamType, window.from);
         rec.firstSeq = s.pos;
         rec.nextSeq = s.pos;
+        const attempt = (this.#windowAttempts.get(window.key) ?? 0) + 1;
+        this.#windowAttempts.set(window.key, attempt);
+        const cut = this.scenario.archiveCut;
+        if (cut && attempt <= cut.attempts) {
+          const total = this.log.countTsIn(streamType, s.pos, this.#archiveLast(streamType, window.to, now), window.from, window.to);
+          s.cut = { after: Math.floor(total * Math.min(1, Math.max(0, cut.afterFraction))), code: cut.code };
+        }
         this.#pumpArchive(s, window.from, window.to);
       } else {
         s.pos = this.#liveStart(slot, streamType, now);
@@ -293,7 +356,10 @@ export class PodSimulatorServer {
 
   #liveStart(slot: string, type: PodStreamType, now: number): number {
     const r = this.#resume.get(slot);
-    if (r && now - r.at <= this.scenario.resumeWindowMs) return Math.max(0, r.seq - this.scenario.resumeOverlapEvents);
+    if (r && now - r.at <= this.scenario.resumeWindowMs) {
+      if (this.scenario.liveResumeFrom === 'now') return this.log.count(type, now);
+      return Math.max(0, r.seq - this.scenario.resumeOverlapEvents);
+    }
     if (r) return this.log.firstAtOrAfter(type, now - this.scenario.resumeWindowMs);
     return this.scenario.firstSessionFrom === 'origin' ? 0 : this.log.count(type, now);
   }
@@ -324,10 +390,13 @@ export class PodSimulatorServer {
     step();
   }
 
+  /** One past the last seq an archive window [.., to) can hold that exists at `now`. */
+  #archiveLast(type: PodStreamType, to: number, now: number): number {
+    return Math.min(this.log.firstAtOrAfter(type, to + this.log.options.unsortedMs + 1), this.log.count(type, now));
+  }
+
   #pumpArchive(s: OpenSession, from: number, to: number): void {
-    const o = this.log.options;
-    const now = this.scenario.clock.now();
-    const last = Math.min(this.log.firstAtOrAfter(s.type, to + o.unsortedMs + 1), this.log.count(s.type, now));
+    const last = this.#archiveLast(s.type, to, this.scenario.clock.now());
     const step = () => {
       s.timer = undefined;
       s.immediate = undefined;
@@ -336,6 +405,7 @@ export class PodSimulatorServer {
       while (s.pos < last && n < FRAMES_PER_TURN * 4 && s.ws.bufferedAmount < this.scenario.highWaterBytes && s.ws.readyState === WebSocket.OPEN) {
         const e = this.log.event(s.type, s.pos);
         if (e.tsMs >= from && e.tsMs < to) {
+          if (s.cut && s.rec.eventsSent >= s.cut.after) return this.#cutArchive(s);
           this.#sendEvent(s, s.pos, e);
           n++;
         }
@@ -344,10 +414,8 @@ export class PodSimulatorServer {
         if (s.closed) return;
       }
       if (s.pos >= last) {
-        if (this.scenario.archiveEnd === 'close') {
-          s.rec.end = 'server_close';
-          s.ws.close(1000, 'end of window');
-        }
+        if (s.cut) this.#cutArchive(s);
+        else if (this.scenario.archiveEnd === 'close') this.#serverClose(s, this.scenario.archiveCloseCode, 'end of window');
         return;
       }
       const more = s.ws.bufferedAmount < this.scenario.highWaterBytes;
@@ -355,6 +423,35 @@ export class PodSimulatorServer {
       else s.timer = setTimeout(step, POLL_MS);
     };
     step();
+  }
+
+  #cutArchive(s: OpenSession): void {
+    s.rec.cut = true;
+    this.#serverClose(s, s.cut!.code, 'going away');
+  }
+
+  /** Ends a session with a close frame carrying `code`, or with an RST for 1006 (no close frame). */
+  #serverClose(s: OpenSession, code: number, reason: string): void {
+    s.rec.closeCode = code;
+    if (code === 1006) return this.#drop(s, 'rst');
+    s.rec.end = 'server_close';
+    s.ws.close(code, reason);
+  }
+
+  /** (Re)starts a session's pings at the scenario's interval; none when it is 0. */
+  #armPing(s: OpenSession): void {
+    const every = this.scenario.serverPingMs;
+    if (s.closed || every === s.pingEvery) return;
+    clearInterval(s.pingTimer);
+    s.pingTimer = undefined;
+    s.pingEvery = every;
+    if (every <= 0) return;
+    s.pingTimer = setInterval(() => {
+      if (s.closed || s.ws.readyState !== WebSocket.OPEN) return;
+      s.ws.ping();
+      s.rec.pingsSent++;
+    }, every);
+    s.pingTimer.unref();
   }
 
   #sendEvent(s: OpenSession, seq: number, e: GeneratedEvent = this.log.event(s.type, seq)): void {
@@ -375,6 +472,11 @@ export class PodSimulatorServer {
       this.#send(s, this.#malformed(s.type, e));
       s.rec.malformedSent++;
       this.stats.malformedSent++;
+    }
+    if (sc.emptyFrameEvery > 0 && s.rec.eventsSent % sc.emptyFrameEvery === 0) {
+      this.#send(s, '');
+      s.rec.emptyFramesSent++;
+      this.stats.emptyFramesSent++;
     }
   }
 
@@ -412,6 +514,7 @@ export class PodSimulatorServer {
   #drop(s: OpenSession, how: 'fin' | 'rst'): void {
     if (s.closed) return;
     s.rec.end = 'drop';
+    s.rec.closeCode = 1006;
     this.stats.drops++;
     this.#ended(s, 'drop');
     if (how === 'rst') s.socket.resetAndDestroy();
@@ -431,6 +534,7 @@ export class PodSimulatorServer {
     if (s.closed) return;
     s.closed = true;
     clearTimeout(s.timer);
+    clearInterval(s.pingTimer);
     if (s.immediate) clearImmediate(s.immediate);
     this.#open.delete(s);
     s.rec.end = end;
