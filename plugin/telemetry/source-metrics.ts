@@ -12,6 +12,14 @@ export const SOURCE_METRICS = {
   pod_sessions_total: { type: 'counter', help: 'PoD sessions opened, per mode (live or archive)', labels: ['service', 'mode'] },
   pod_reconnects_total: { type: 'counter', help: 'PoD sessions reopened after a drop or a failure', labels: ['service'] },
   pod_conflicts_total: { type: 'counter', help: 'PoD handshakes refused with 409 (another session holds the token)', labels: ['service'] },
+  pod_empty_frames_total: { type: 'counter', help: 'PoD empty text frames received (signs of life, not events)', labels: ['service'] },
+  pod_archive_windows_retried_total: { type: 'counter', help: 'PoD archive windows asked again because the session did not end with close 1000 or a reading silence', labels: ['service', 'end'] },
+  pod_archive_windows_stuck: { type: 'gauge', help: 'Times the current PoD archive window was asked without completing (reported from 5 on)', labels: ['service'] },
+  pod_archive_rejected_total: { type: 'counter', help: 'PoD archive handshakes refused with 400 (retried, never fatal)', labels: ['service'] },
+  pod_archive_gaps_total: { type: 'counter', help: 'PoD archive hours the server refused as older than its 30 days (an explicit gap)', labels: ['service'] },
+  pod_archive_gap_seconds_total: { type: 'counter', help: 'Seconds of PoD events the server refused as older than its 30 days', labels: ['service'] },
+  pod_live_drop_replays_total: { type: 'counter', help: 'PoD archive replays owed because a live session ended without a normal close', labels: ['service'] },
+  pod_replay_duplicates_total: { type: 'counter', help: 'Events of PoD archive replays dropped as already delivered, per replay reason', labels: ['service', 'reason'] },
 } as const;
 
 export type SourceMetricName = keyof typeof SOURCE_METRICS;

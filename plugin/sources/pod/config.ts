@@ -74,11 +74,19 @@ export const podInputSchema = z.strictObject({
    * server resumes a live session dropped less than an hour ago; keep a margin below 3600.
    */
   archive_threshold_secs: z.number().int().min(60).max(3540, 'must stay below 3600: the server resumes live sessions for one hour only').default(3000),
-  /** Archive mode serves data at least this stale (vendor: 30 minutes); a replay waits until its window is available. */
-  archive_staleness_secs: nonNegativeInt.default(1800),
+  /**
+   * Archive windows are asked only once they are this old: the vendor serves data "at least 30
+   * minutes" stale, so the default keeps a 15-minute margin above it. A replay waits (live runs)
+   * until its window is available.
+   */
+  archive_staleness_secs: nonNegativeInt.default(2700),
   /** Length of one archive session's window (the server rounds windows to whole hours). */
   archive_window_secs: z.number().int().min(3600).default(3600),
-  /** An archive session that sends nothing for this long is taken as complete and closed. */
+  /**
+   * An archive session the server does not close is taken as complete after this many seconds
+   * without a frame *while the socket is being read* (time paused for backpressure never counts).
+   * Any end other than this or the server's close 1000 asks the window again.
+   */
   archive_idle_timeout_secs: positiveInt.default(60),
   /** Capped backoff after refused or failed attempts (409, 5xx, network); never below request_period_in_seconds. */
   retry_max_secs: positiveInt.default(600),

@@ -2,8 +2,7 @@
  * The PoD cursor: what a committed batch tells the next start.
  *
  * `ts` is the highest event time acknowledged, kept as the server wrote it and parsed to full
- * (microsecond) precision; events arrive unsorted, so it is a maximum, never "the last one"
- * (proofpoint-pod.md §0.4). Two wall-clock marks say how far the stream is known to be covered,
+ * (microsecond) precision; events arrive unsorted, so it is a maximum, never "the last one". Two wall-clock marks say how far the stream is known to be covered,
  * which the event times alone cannot say on a quiet stream (audit may be silent for days):
  * `liveAt`, the last contact of a live session whose frames up to then are committed, and
  * `archivedUntil`, the end of the last archive window delivered completely.
@@ -28,7 +27,14 @@ export interface PodCursor {
    * takes it up again instead of forgetting it: replay events from `from` to `until` (ms).
    */
   owed?: { reason: string; from: number; until: number; offsetMin: number };
+  /**
+   * Explicit gaps, newest last (at most MAX_GAPS): intervals (ms) the server refused to replay
+   * because they were older than its 30 days. Never silently skipped: kept for `state show`.
+   */
+  gaps?: Array<{ from: number; until: number; reason: string }>;
 }
+
+export const MAX_GAPS = 20;
 
 export function compareTime(a: EventTime, b: EventTime): number {
   return a.sec - b.sec || a.nsec - b.nsec;
@@ -96,6 +102,15 @@ export class CursorTracker {
     if (this.#c.archivedUntil === undefined || until > this.#c.archivedUntil) this.#c.archivedUntil = until;
   }
 
+  /** Records an interval that cannot be replayed (see PodCursor.gaps). */
+  addGap(gap: { from: number; until: number; reason: string }): void {
+    const gaps = [...(this.#c.gaps ?? [])];
+    const last = gaps.at(-1);
+    if (last && last.reason === gap.reason && last.until === gap.from) last.until = gap.until;
+    else gaps.push({ ...gap });
+    this.#c.gaps = gaps.slice(-MAX_GAPS);
+  }
+
   /** Records (or clears) the fixed-end replay still owed. */
   setOwed(owed: PodCursor['owed']): void {
     if (owed) this.#c.owed = { ...owed };
@@ -107,6 +122,6 @@ export class CursorTracker {
   }
 
   snapshot(): PodCursor {
-    return { ...this.#c, ...(this.#c.owed ? { owed: { ...this.#c.owed } } : {}) };
+    return { ...this.#c, ...(this.#c.owed ? { owed: { ...this.#c.owed } } : {}), ...(this.#c.gaps ? { gaps: this.#c.gaps.map((g) => ({ ...g })) } : {}) };
   }
 }

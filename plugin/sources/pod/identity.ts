@@ -1,23 +1,45 @@
 /**
- * From one PoD frame to one event: identity, time and the record's `message` (design.md §3).
+ * From one PoD frame to one event: identity, time and the record's `message`.
  *
- * Each text frame carries one JSON object (proofpoint-pod.md §1.4). Its identity is `guid` for
- * message and audit and `id` for maillog (§1.5); `filter.origGuid` links split messages but each
- * split has its own `guid`. Its time is `ts`: the cluster's local time with a numeric offset in
- * either style (`-0700`, `-07:00`) and microseconds, so it is parsed by hand (util/time.ts), never
- * with `new Date()`. A frame without a usable identity or time cannot be de-duplicated or ordered:
- * it is rejected (dead-lettered by the pipeline) and the session goes on.
+ * Each text frame carries one JSON object. It must have its service's id field (`guid` for
+ * message and audit, `id` for maillog) and a `ts`: the cluster's local time with a numeric offset
+ * in either style (`-0700`, `-07:00`) and microseconds, parsed by hand (util/time.ts), never with
+ * `new Date()`. A frame without them cannot be ordered or traced: it is rejected (dead-lettered by
+ * the pipeline) and the session goes on.
+ *
+ * The de-dup key is NOT the id field: nothing says the service emits one event per `guid` (a
+ * message can be logged at several stages, a maillog `id` is a sendmail line's, and sample
+ * events repeat a `guid` with different content), and a key that merges two different events
+ * loses one. The key is a hash of the frame's text (trailing whitespace aside), so only an exact
+ * repeat of the same event is dropped. It costs about 2 µs per 1.5 KB event; a canonical form
+ * (sorted keys) would also merge re-serialised copies but costs about 9 µs, and a copy the
+ * server re-serialises differently is a duplicate delivered, never a loss.
  */
+import { createHash } from 'node:crypto';
 import type { SourceEvent } from '../source.ts';
 import { parseTimestamp, type EventTime } from '../../util/time.ts';
 import type { PodServiceName } from './config.ts';
 
-/** The field that identifies an event of each service. */
+/** The id field every event of a service carries (not its de-dup key: see frameKey). */
 export const POD_KEY_FIELD: Record<PodServiceName, 'guid' | 'id'> = {
   message: 'guid',
   maillog: 'id',
   audit: 'guid',
 };
+
+/** The de-dup key of a frame's text: sha256, base64url (43 characters). */
+export function frameKey(text: string): string {
+  const end = text.length;
+  let i = end;
+  while (i > 0 && isSpace(text.charCodeAt(i - 1))) i--;
+  return createHash('sha256')
+    .update(i === end ? text : text.slice(0, i))
+    .digest('base64url');
+}
+
+function isSpace(c: number): boolean {
+  return c === 32 || c === 10 || c === 13 || c === 9;
+}
 
 export interface ParsedFrame {
   event: SourceEvent & { key: string };
@@ -43,15 +65,22 @@ export function parseFrame(service: PodServiceName, text: string): FrameResult {
   }
   const obj = value as Record<string, unknown>;
   const field = POD_KEY_FIELD[service];
-  const key = obj[field];
-  if (typeof key !== 'string' || key.trim() === '' || key.length > MAX_KEY_LENGTH) {
-    return { ok: false, reason: `no usable "${field}" (${describe(key)})` };
+  const id = obj[field];
+  if (typeof id !== 'string' || id.trim() === '' || id.length > MAX_KEY_LENGTH) {
+    return { ok: false, reason: `no usable "${field}" (${describe(id)})` };
   }
   const ts = obj.ts;
   if (typeof ts !== 'string') return { ok: false, reason: `no usable "ts" (${describe(ts)})` };
   const time = parseTimestamp(ts);
   if (time === undefined) return { ok: false, reason: `unparsable "ts" ${JSON.stringify(ts.slice(0, 64))}` };
-  return { ok: true, frame: { event: { key, time, message: recordMessage(text, value) }, ts, time } };
+  let message: string;
+  try {
+    message = recordMessage(text, value);
+  } catch (err) {
+    // JSON.stringify recurses: a frame nested deeper than the stack allows cannot be compacted.
+    return { ok: false, reason: `cannot be re-serialised on one line: ${(err as Error).message}` };
+  }
+  return { ok: true, frame: { event: { key: frameKey(text), time, message }, ts, time } };
 }
 
 /**

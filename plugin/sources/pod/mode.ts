@@ -1,33 +1,38 @@
 /**
- * Live or archive: which session a service opens next (proofpoint-pod.md §0.1–0.3).
+ * Live or archive: which session a service opens next.
  *
  * Without `sinceTime` the server streams live and, after a drop shorter than an hour, resumes
- * from where the previous session dropped; after a longer gap it serves only the last hour. The
- * resume point lives on the server and is not acknowledged by the client, so whatever the
- * sidecar held in memory when it died is not sent again in live mode. Any `sinceTime` switches
- * to archive mode: `sinceTime` floored and `toTime` ceiled to the hour, data at least 30
- * minutes stale, at most 30 days back. Only one session per token and type may be open (409),
- * so a replay runs before or between live sessions, never beside one.
+ * "from the moment the previous session dropped"; after a longer gap it serves only the last
+ * hour. The resume point lives on the server and is not acknowledged by the client: whatever was
+ * in flight when a session dropped, or held in memory when the process died, may not be sent
+ * again in live mode. Any `sinceTime` switches to archive mode: `sinceTime` floored and `toTime`
+ * ceiled to the hour, data at least 30 minutes stale, at most 30 days back. Only one session per
+ * token and type may be open (409), so a replay runs before or between live sessions.
  *
  * Hence: stream live by default; replay a gap in archive mode when
  *  - the previous process died (unclean shutdown): from the hour of the committed cursor up to
- *    the moment of this start, the part younger than the staleness being replayed once it is
- *    available, while live runs meanwhile;
+ *    the moment of this start, while live runs meanwhile;
+ *  - a live session ended without the server's normal close (a drop, an error, a pong timeout,
+ *    a close code other than 1000): from the hour of the committed cursor up to the moment the
+ *    next live session opened, whatever the server's resume point was;
  *  - contact was lost for longer than the threshold (outage, at start or on reconnect): until the
  *    live session's one hour takes over;
  *  - a `start_time` is configured and there is no cursor (first start, or state reset): from it
  *    up to the moment of this start.
- * Overlaps (hour rounding, live resume, repeated events) are removed by de-duplication.
+ * Windows are whole past hours (see nextStep). Overlaps (hour rounding, live resume, repeated
+ * events, windows asked again) are removed by de-duplication.
  */
 import { coveredUntil, cursorTimeMs, type PodCursor } from './cursor.ts';
 
 const HOUR = 3600_000;
 
-export type ReplayReason = 'unclean_shutdown' | 'outage' | 'start_time' | 'live_start';
+export type ReplayReason = 'unclean_shutdown' | 'outage' | 'start_time' | 'live_start' | 'live_drop';
+
+const FIXED_REASONS: readonly string[] = ['start_time', 'live_start', 'live_drop'];
 
 export interface Replay {
   reason: ReplayReason;
-  /** Next event time (ms) to replay from; advances as windows complete. */
+  /** Next event time (ms) to replay from; advances, hour by hour, as whole-hour windows complete. */
   from: number;
   /** Fixed end (ms), or undefined: "until live takes over" (now - threshold, moving). */
   until?: number;
@@ -35,6 +40,15 @@ export interface Replay {
   offsetMin: number;
   /** Events before this time could not be replayed (older than 30 days). */
   clampedFrom?: number;
+  /**
+   * End of the partial windows served for the hour starting at `from`: asked while that hour was
+   * not yet wholly older than the staleness. The server rounds `toTime` up to the hour, so what it
+   * does with such a request is not documented; a partial answer is therefore never taken as
+   * proof, and the whole hour is asked again once it is available (`from` advances only then).
+   */
+  partialTo?: number;
+  /** A refused window waits: no archive session before this time (ms); live runs meanwhile. */
+  notBefore?: number;
 }
 
 export interface ModeLimits {
@@ -49,7 +63,8 @@ export interface ModeLimits {
 }
 
 export type Step =
-  | { mode: 'archive'; since: number; to: number; offsetMin: number }
+  /** `partial`: `to` is not a whole past hour (see Replay.partialTo). */
+  | { mode: 'archive'; since: number; to: number; offsetMin: number; partial: boolean }
   /** Live; `until` set: end the session then (a deferred replay becomes available). */
   | { mode: 'live'; until?: number };
 
@@ -57,6 +72,12 @@ export type Step =
 export function floorHour(ms: number, offsetMin = 0): number {
   const off = offsetMin * 60_000;
   return Math.floor((ms + off) / HOUR) * HOUR - off;
+}
+
+/** End of the hour containing `ms` (or `ms` itself on a boundary). */
+export function ceilHour(ms: number, offsetMin = 0): number {
+  const off = offsetMin * 60_000;
+  return Math.ceil((ms + off) / HOUR) * HOUR - off;
 }
 
 /** Offset in minutes east of UTC of a PoD `ts` (`-0700`, `-07:00`, `+0000`, `Z`); 0 when absent. */
@@ -104,7 +125,7 @@ export function replayAtStart(f: StartFacts, limits: ModeLimits): Replay | undef
   // A replay the previous run owed and did not finish is taken up where it stood.
   const owed = cursor?.owed;
   if (owed && owed.from < owed.until) {
-    const reason: ReplayReason = owed.reason === 'start_time' || owed.reason === 'live_start' ? owed.reason : 'unclean_shutdown';
+    const reason = (FIXED_REASONS.includes(owed.reason) ? owed.reason : 'unclean_shutdown') as ReplayReason;
     if (!f.uncleanShutdown) return clamp({ reason, from: owed.from, until: owed.until, offsetMin: owed.offsetMin }, now, limits);
   }
   // The hour of the committed cursor, or of the last completed archive window if an archive
@@ -141,30 +162,67 @@ export function replayTarget(r: Replay, now: number, limits: ModeLimits, lastCon
   return Math.max(r.until ?? -Infinity, liveStale(r, now, limits, lastContact) ? now - limits.thresholdMs : -Infinity);
 }
 
+/** Served up to the target, partial windows included: live may take over. */
+export function replayCaughtUp(r: Replay, now: number, limits: ModeLimits, lastContact?: number): boolean {
+  return Math.max(r.from, r.partialTo ?? -Infinity) >= replayTarget(r, now, limits, lastContact);
+}
+
+/** Done for good: whole-hour windows reach the target and no partial hour awaits its whole window. */
 export function replayDone(r: Replay, now: number, limits: ModeLimits, lastContact?: number): boolean {
-  return r.from >= replayTarget(r, now, limits, lastContact);
+  return r.from >= replayTarget(r, now, limits, lastContact) && (r.partialTo === undefined || r.partialTo <= r.from);
+}
+
+/**
+ * A moving replay that caught up with partial windows only: what remains is to ask the last
+ * hour whole, a fixed end, while live runs.
+ */
+export function pinPartial(r: Replay): Replay {
+  return { ...r, until: Math.max(r.until ?? -Infinity, r.partialTo ?? r.from) };
+}
+
+/** Records a window the server ended normally (close 1000, or idle while reading). */
+export function windowServed(r: Replay, step: Extract<Step, { mode: 'archive' }>): void {
+  if (step.partial) {
+    r.partialTo = Math.max(r.partialTo ?? -Infinity, step.to);
+    return;
+  }
+  r.from = Math.max(r.from, step.to);
+  if (r.partialTo !== undefined && r.partialTo <= r.from) delete r.partialTo;
 }
 
 /**
  * The next session for a service that owes `replay` (or nothing). Windows are at most
- * `windowMs` (the server widens them to whole hours) and ask only for data the server already has (older than the
- * staleness). Chasing a moving target, a window asks for everything available, so the replay
- * gains on the clock and ends once within the threshold; the part of a fixed end that is not
- * available yet waits while live runs, and live is told when to stop for it.
+ * `windowMs` and whole past hours: `toTime` is an hour boundary older than the staleness, so the
+ * server's rounding up of `toTime` never reaches data it does not have yet. While the hour the
+ * replay stands in is not wholly available, a partial window (up to what is available) may be
+ * asked when `partialAllowed`, so a gap is delivered soon; that hour is asked again whole later.
+ * The part not available yet waits while live runs, and live is told when to stop for it.
  */
-export function nextStep(replay: Replay | undefined, now: number, limits: ModeLimits, lastContact?: number): Step {
+export function nextStep(replay: Replay | undefined, now: number, limits: ModeLimits, lastContact?: number, partialAllowed = true): Step {
   if (!replay || replayDone(replay, now, limits, lastContact)) return { mode: 'live' };
+  if (replay.notBefore !== undefined && now < replay.notBefore) return { mode: 'live', until: replay.notBefore };
+  const off = replay.offsetMin;
   const stale = liveStale(replay, now, limits, lastContact);
   const available = now - limits.stalenessMs;
   const aim = Math.max(replay.until ?? -Infinity, stale ? available : -Infinity);
   const wanted = Math.min(aim, replay.from + limits.windowMs);
-  const archive = (to: number): Step => ({ mode: 'archive', since: replay.from, to, offsetMin: replay.offsetMin });
-  if (available >= wanted) return archive(wanted);
-  // Part of the window is not served yet. Take the available part when live cannot cover the
-  // gap anyway, or when it is worth a session of its own (at least as long as the wait for the
-  // rest); otherwise stream live and come back when the whole window is available.
-  if (available > replay.from && (stale || available - replay.from >= Math.max(limits.stalenessMs, 1))) return archive(available);
-  return { mode: 'live', until: wanted + limits.stalenessMs };
+  const archive = (to: number, partial: boolean): Step => ({ mode: 'archive', since: replay.from, to, offsetMin: off, partial });
+  const whole = ceilHour(wanted, off);
+  if (whole <= available) return archive(whole, false);
+  const availableWhole = floorHour(available, off);
+  if (availableWhole > replay.from) return archive(availableWhole, false);
+  // The hour of `from` is not wholly available yet. Caught up through partial windows: live
+  // takes over, and the hour is asked whole once available.
+  const served = Math.max(replay.from, replay.partialTo ?? -Infinity);
+  if (served >= replayTarget(replay, now, limits, lastContact)) return { mode: 'live', until: whole + limits.stalenessMs };
+  const partialTo = Math.min(wanted, available);
+  // Worth a session of its own (each one re-reads the hour from its start): everything wanted
+  // is there, or live cannot cover the gap anyway, or it adds at least as much as the wait for
+  // the rest.
+  const worth = partialTo >= wanted || stale || partialTo - served >= Math.max(limits.stalenessMs, 1);
+  if (partialAllowed && partialTo > served && worth) return archive(partialTo, true);
+  const partialAt = partialAllowed && served < wanted ? wanted + limits.stalenessMs : Infinity;
+  return { mode: 'live', until: Math.min(whole + limits.stalenessMs, partialAt) };
 }
 
 function clamp(r: Replay, now: number, limits: ModeLimits): Replay {

@@ -1,6 +1,6 @@
 /**
  * One PoD WebSocket session: the handshake and its refusals, the client heartbeat, flow control
- * and the end of the session (forward-and-devo.md §5 "ws", proofpoint-pod.md §1.1–1.4).
+ * and the end of the session.
  *
  * - A refused upgrade arrives as `unexpected-response`: with a listener attached ws does not
  *   abort by itself, so the body (e.g. the 409 text) is read, then the request is destroyed.
@@ -8,7 +8,8 @@
  *   offered; TLS is verified (no option here turns it off).
  * - The server is not known to ping: the client pings every interval and ends the session when
  *   neither a pong nor any frame arrives in time. Any frame counts as a sign of life, because a
- *   pong queues behind a large frame on the same connection.
+ *   pong queues behind a large frame on the same connection; so does a ping from the server
+ *   (ws answers it by itself, `autoPong`).
  * - While paused (the pipeline has no room) the socket is not read, so pongs cannot be read
  *   either: the heartbeat is suspended and TCP flow control holds the server back.
  * - Ends are reported once, with whether the server's close frame was seen (1006 = the TCP
@@ -76,6 +77,7 @@ export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
     const onClose = (code: number, reason: Buffer) => (early.close = { code, reason });
     ws.on('message', onMessage);
     ws.on('pong', onPong);
+    ws.on('ping', onPong);
     ws.on('close', onClose);
     const opened: OpenedSocket = {
       ws,
@@ -83,6 +85,7 @@ export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
       release() {
         ws.off('message', onMessage);
         ws.off('pong', onPong);
+        ws.off('ping', onPong);
         ws.off('close', onClose);
         ws.off('error', onError);
         // An 'error' without a listener would crash the process: whoever takes over adds its own.
@@ -206,7 +209,9 @@ export class PodSocket {
       resolveEnded({ code, reason: reason.toString('utf8'), closeFrame: code !== 1006, error: this.#error, byClient: this.#byClient });
     };
     ws.on('message', (data: RawData) => (this.#started ? onFrame(data) : early.frames.push(data)));
-    ws.on('pong', () => (this.#started ? this.#alive() : (early.contact = true)));
+    const onLife = () => (this.#started ? this.#alive() : (early.contact = true));
+    ws.on('pong', onLife);
+    ws.on('ping', onLife);
     ws.on('error', onError);
     if (early.error) onError(early.error);
     if (early.close) {

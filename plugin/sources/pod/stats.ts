@@ -18,6 +18,8 @@ export interface SessionStatsLine {
   mode: 'live' | 'archive';
   window?: { since: string; to: string };
   frames: number;
+  /** Empty text frames: signs of life, not events. */
+  empty_frames: number;
   bytes: number;
   rejected: number;
   duplicates: number;
@@ -39,6 +41,7 @@ export class SessionStats {
   readonly #logger: Logger;
   readonly #started: number;
   frames = 0;
+  emptyFrames = 0;
   bytes = 0;
   rejected = 0;
   duplicates = 0;
@@ -98,6 +101,7 @@ export class SessionStats {
       mode: this.mode,
       ...(this.window ? { window: { since: formatUtc(this.window.since), to: formatUtc(this.window.to) } } : {}),
       frames: this.frames,
+      empty_frames: this.emptyFrames,
       bytes: this.bytes,
       rejected: this.rejected,
       duplicates: this.duplicates,

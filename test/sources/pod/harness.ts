@@ -57,6 +57,16 @@ export class OffsetClock implements Clock {
   jump(ms: number): void {
     this.offset += ms;
   }
+  /** Moves the clock so that an hour boundary is `ms` ahead (archive windows end on whole hours). */
+  beforeHourEnd(ms: number): void {
+    const now = this.now();
+    this.offset += Math.ceil(now / HOUR) * HOUR - ms - now;
+  }
+  /** Ms until the next hour boundary. */
+  toHourEnd(): number {
+    const now = this.now();
+    return Math.ceil(now / HOUR) * HOUR - now;
+  }
 }
 
 export interface CapturedLog {

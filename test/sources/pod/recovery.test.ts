@@ -117,7 +117,10 @@ test('an outage while running (refused for 75 minutes): replay on reconnect, the
 test('after an unclean shutdown the hour of the cursor is replayed; the rest once archive mode has it', async (t) => {
   // The process "dies" with a batch delivered to the sink and never acknowledged: its events
   // are lost to the live stream (the server resumes after them) and must come back from archive.
+  // Windows end on whole past hours: a partial window serves the hour of the cursor at once, and
+  // the replay is complete once that whole hour has been asked, after its end.
   const clock = new OffsetClock();
+  clock.beforeHourEnd(10 * MIN);
   const sim = await startPodSimulator({ ...simBase(clock), rate: { maillog: 20, message: 0, audit: 0 }, historyMs: 2 * MIN, firstSessionFrom: 'origin', archiveStalenessMs: 2_000 });
   t.after(() => sim.close());
   const cfg = podConfig(sim, { archive_staleness_secs: 2 }, { maillog: {} });
@@ -138,6 +141,9 @@ test('after an unclean shutdown the hour of the cursor is replayed; the rest onc
   const sink = new MemorySink();
   const sc2 = await startSidecar({ cfg, stateDir: dir, clock, sink });
   assert.equal(sc2.store.uncleanShutdown, true);
+  await until(() => sc2.log.lines.some((l) => l.partial === true && /partial archive window served/.test(String(l.msg))), 'the partial window');
+  await until(() => delivered(first, 'maillog').length + delivered(sink, 'maillog').length >= sim.servedKeys('maillog').size, 'the partial window delivered');
+  clock.jump(clock.toHourEnd() + 3_000);
   await until(
     () => sc2.log.lines.some((l) => l.msg === 'Archive replay complete; streaming live.') && sim.sessions.at(-1)!.mode === 'live' && sim.sessions.at(-1)!.status === 101,
     'live after the replay',
@@ -159,13 +165,17 @@ test('after an unclean shutdown the hour of the cursor is replayed; the rest onc
 
 test('first start with start_time: archive windows from its hour, then live, nothing missing in between', async (t) => {
   const clock = new OffsetClock();
+  clock.beforeHourEnd(5 * MIN);
   const sim = await startPodSimulator({ ...simBase(clock), rate: { maillog: 1, message: 0, audit: 0 }, historyMs: 4 * HOUR, archiveStalenessMs: 2_000 });
   t.after(() => sim.close());
   const start = new Date(clock.now() - 2 * HOUR - 20 * MIN).toISOString();
   const sink = new MemorySink();
   const sc = await startSidecar({ cfg: podConfig(sim, { archive_staleness_secs: 2 }, { maillog: { start_time: start } }), stateDir: tmpDir(), clock, sink });
   await until(caughtUp(sim, clock, [sink]), 'live after the replay, caught up', 30_000);
-  await until(() => sc.log.lines.some((l) => l.msg === 'Archive replay complete; streaming live.' && l.reason === 'live_start'), 'the moments before the live start');
+  // The hour the live session started in (served partially so far) is asked whole once it has
+  // ended: the moments before the live start are then proven served.
+  clock.jump(clock.toHourEnd() + 3_000);
+  await until(() => sc.log.lines.some((l) => l.msg === 'Archive replay complete; streaming live.'), 'the moments before the live start');
   await until(caughtUp(sim, clock, [sink]), 'live again, caught up', 30_000);
   await sc.stop();
   const ok = sim.sessions.filter((s) => s.status === 101);

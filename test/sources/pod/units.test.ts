@@ -1,9 +1,9 @@
 /** Identity, time, cursor and live/archive decisions of the PoD source, without sockets. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFrame } from '../../../plugin/sources/pod/identity.ts';
+import { frameKey, parseFrame } from '../../../plugin/sources/pod/identity.ts';
 import { CursorTracker, coveredUntil, readCursor, type PodCursor } from '../../../plugin/sources/pod/cursor.ts';
-import { floorHour, formatPodTime, nextStep, offsetOf, replayAfterDrop, replayAtStart, type ModeLimits } from '../../../plugin/sources/pod/mode.ts';
+import { floorHour, formatPodTime, nextStep, offsetOf, replayAfterDrop, replayAtStart, replayDone, windowServed, type ModeLimits } from '../../../plugin/sources/pod/mode.ts';
 import { parseTimestamp } from '../../../plugin/util/time.ts';
 import { handshakeError, PodCredentialsError, PodSessionConflictError } from '../../../plugin/sources/pod/errors.ts';
 import { bypassed } from '../../../plugin/sources/pod/proxy.ts';
@@ -14,14 +14,22 @@ const HOUR = 3600_000;
 const MIN = 60_000;
 const limits: ModeLimits = { thresholdMs: 50 * MIN, stalenessMs: 30 * MIN, windowMs: HOUR, maxAgeMs: 30 * 24 * HOUR };
 
-test('identity: guid for message and audit, id for maillog; ts with microseconds in both offset styles', () => {
-  const m = parseFrame('message', '{"guid":"g1","ts":"2024-05-22T12:10:03.058340-0700","id":"not-this"}');
+test('identity: the content, never the id alone; ts with microseconds in both offset styles', () => {
+  const text = '{"guid":"g1","ts":"2024-05-22T12:10:03.058340-0700","id":"not-this"}';
+  const m = parseFrame('message', text);
   assert.ok(m.ok);
-  assert.equal(m.frame.event.key, 'g1');
+  assert.equal(m.frame.event.key, frameKey(text));
+  assert.match(m.frame.event.key, /^[A-Za-z0-9_-]{43}$/);
+  // The same guid with other content is another event; an exact repeat (a trailing line break
+  // aside, as maillog frames may carry) is the same one.
+  const other = parseFrame('message', '{"guid":"g1","ts":"2024-05-22T12:10:04.000000-0700","id":"not-this"}');
+  assert.ok(other.ok && other.frame.event.key !== m.frame.event.key);
+  const repeat = parseFrame('message', `${text}\n`);
+  assert.ok(repeat.ok && repeat.frame.event.key === m.frame.event.key);
   assert.deepEqual(m.frame.time, { sec: Date.UTC(2024, 4, 22, 19, 10, 3) / 1000, nsec: 58_340_000 });
   const l = parseFrame('maillog', '{"id":"NABCDefGH0/I1234slqccQ","guid":"x","ts":"2023-08-17T14:54:12.949180-07:00"}');
   assert.ok(l.ok);
-  assert.equal(l.frame.event.key, 'NABCDefGH0/I1234slqccQ');
+  assert.ok(l.frame.event.key.length === 43);
   assert.deepEqual(l.frame.time, { sec: Date.UTC(2023, 7, 17, 21, 54, 12) / 1000, nsec: 949_180_000 });
   const a = parseFrame('audit', '{"guid":"7061cc5e","ts":"2023-10-25T21:49:38.968838+0000"}');
   assert.ok(a.ok && a.frame.ts === '2023-10-25T21:49:38.968838+0000');
@@ -106,15 +114,38 @@ test('start after an unclean shutdown: replay from the hour of the committed cur
   assert.equal(r.reason, 'unclean_shutdown');
   assert.equal(r.from, Date.UTC(2026, 10, 23, 11));
   assert.equal(r.until, now);
-  // Archive data is 30 minutes stale: the first window is what is already served…
+  // Archive data is 30 minutes stale and the hour 11:00-12:00 is not wholly available: a partial
+  // window serves what is…
   const s1 = nextStep(r, now, limits, now - 5 * MIN);
-  assert.deepEqual(s1, { mode: 'archive', since: r.from, to: now - 30 * MIN, offsetMin: 0 });
-  // …the rest waits while live runs, until it is served too.
-  r.from = now - 30 * MIN;
+  assert.deepEqual(s1, { mode: 'archive', since: r.from, to: now - 30 * MIN, offsetMin: 0, partial: true });
+  windowServed(r, s1 as Extract<typeof s1, { mode: 'archive' }>);
+  assert.equal(r.from, Date.UTC(2026, 10, 23, 11), 'a partial window does not move the replay on');
+  // …the rest waits while live runs, until the whole hour 11:00-12:00 is available…
   const s2 = nextStep(r, now + 1000, limits, now);
-  assert.deepEqual(s2, { mode: 'live', until: now + 30 * MIN });
-  const s3 = nextStep(r, now + 30 * MIN, limits, now + 30 * MIN - 1000);
-  assert.deepEqual(s3, { mode: 'archive', since: now - 30 * MIN, to: now, offsetMin: 0 });
+  assert.deepEqual(s2, { mode: 'live', until: Date.UTC(2026, 10, 23, 12, 30) });
+  const s3 = nextStep(r, Date.UTC(2026, 10, 23, 12, 30), limits, now + 20 * MIN);
+  assert.deepEqual(s3, { mode: 'archive', since: Date.UTC(2026, 10, 23, 11), to: Date.UTC(2026, 10, 23, 12), offsetMin: 0, partial: false });
+  windowServed(r, s3 as Extract<typeof s3, { mode: 'archive' }>);
+  // …then 12:00-13:00 (which holds the end, 12:10), whole, once it is available.
+  const s4 = nextStep(r, Date.UTC(2026, 10, 23, 12, 31), limits, now + 21 * MIN);
+  assert.deepEqual(s4, { mode: 'live', until: Date.UTC(2026, 10, 23, 12, 40) }, 'the part up to 12:10, partial, 30 min after 12:10');
+  const s5 = nextStep(r, Date.UTC(2026, 10, 23, 13, 30), limits, Date.UTC(2026, 10, 23, 13, 29));
+  assert.deepEqual(s5, { mode: 'archive', since: Date.UTC(2026, 10, 23, 12), to: Date.UTC(2026, 10, 23, 13), offsetMin: 0, partial: false });
+  windowServed(r, s5 as Extract<typeof s5, { mode: 'archive' }>);
+  assert.ok(replayDone(r, Date.UTC(2026, 10, 23, 13, 30), limits, Date.UTC(2026, 10, 23, 13, 29)));
+});
+
+test('a window refused for a while: live runs until it may be asked again', () => {
+  const now = Date.UTC(2026, 10, 23, 14);
+  const r = { reason: 'unclean_shutdown' as const, from: Date.UTC(2026, 10, 23, 11), until: Date.UTC(2026, 10, 23, 12), offsetMin: 0, notBefore: now + 5 * MIN };
+  assert.deepEqual(nextStep(r, now, limits, now), { mode: 'live', until: now + 5 * MIN });
+  assert.equal(nextStep(r, now + 5 * MIN, limits, now).mode, 'archive');
+});
+
+test('partial windows are never asked when refused once: whole past hours only', () => {
+  const now = Date.UTC(2026, 10, 23, 12, 10);
+  const r = { reason: 'unclean_shutdown' as const, from: Date.UTC(2026, 10, 23, 11), until: now, offsetMin: 0 };
+  assert.deepEqual(nextStep(r, now, limits, now, false), { mode: 'live', until: Date.UTC(2026, 10, 23, 12, 30) });
 });
 
 test('start after an outage longer than the threshold: replay until live takes over', () => {
@@ -129,13 +160,16 @@ test('start after an outage longer than the threshold: replay until live takes o
   for (;;) {
     const s = nextStep(r, t, limits, c.liveAt);
     if (s.mode === 'live') break;
-    windows.push([s.since, s.to]);
-    r.from = s.to;
+    windows.push([s.since, s.to, s.partial]);
+    windowServed(r, s);
     t += 5 * MIN;
   }
-  assert.deepEqual(windows[0], [Date.UTC(2026, 10, 23, 9), Date.UTC(2026, 10, 23, 10)]);
-  // The last window reaches within the threshold of now, where the server's last hour begins.
-  assert.ok(r.from >= t - limits.thresholdMs);
+  assert.deepEqual(windows[0], [Date.UTC(2026, 10, 23, 9), Date.UTC(2026, 10, 23, 10), false]);
+  // Whole hours, then a partial window reaches within the threshold of now, where the server's
+  // last hour begins; that last hour is asked whole later.
+  assert.ok(windows.slice(0, -1).every((w) => w[2] === false));
+  assert.equal(windows.at(-1)![2], true);
+  assert.ok(r.partialTo! >= t - limits.thresholdMs);
   assert.ok(windows.length >= 3);
 });
 
