@@ -11,6 +11,10 @@
  *   holds the token for that type: reachable, credentials not checked (often the running sidecar).
  * - Coordination (globals.coordination): a read of each feed's Lease, which checks the API server,
  *   the credentials and the Role's `get` (create and update cannot be checked without writing).
+ *
+ * `--probe` (after these verdicts, opt-in): asks the PoD tenant what the sidecar can only assume,
+ * one `PROBE` line per question (pod-probe.ts). Probes only report: the exit code stays the one
+ * the verdicts above decide.
  */
 import type { Config } from '../config/schema.ts';
 import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
@@ -23,6 +27,7 @@ import { floorHour, podStreamUrl } from '../sources/pod/mode.ts';
 import { proxyFor } from '../sources/pod/proxy.ts';
 import { feedsOf } from '../coordination/feeds.ts';
 import { USER_AGENT } from '../util/user-agent.ts';
+import type { ProbeOptions, ProbeSummary } from './pod-probe.ts';
 
 export type Verdict = { service: string; ok: boolean; text: string };
 
@@ -113,6 +118,20 @@ export async function probeCoordination(config: Config): Promise<Verdict[]> {
     }
   }
   return out;
+}
+
+/** Runs the PoD probe (`--probe`) and prints its summary line; never fails the check. */
+export async function probeOnline(config: Config, out: NodeJS.WritableStream, opts: ProbeOptions): Promise<ProbeSummary> {
+  const { probePodTenant } = await import('./pod-probe.ts');
+  const summary = await probePodTenant(config, out, opts);
+  const c = summary.counts;
+  out.write(
+    scrub(
+      `PROBE summary: ${summary.answers.length} answers, ${c.MATCHES} MATCHES, ${c.DIFFERS} DIFFERS, ${c.INCONCLUSIVE} INCONCLUSIVE ` +
+        '(probes never fail the check: they only report)\n',
+    ),
+  );
+  return summary;
 }
 
 export async function checkOnline(config: Config, out: NodeJS.WritableStream): Promise<boolean> {

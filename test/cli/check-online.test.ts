@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startTapSimulator } from '../../plugin/simulator/tap/index.ts';
 import { startPodSimulator } from '../../plugin/simulator/pod/index.ts';
@@ -98,4 +98,261 @@ test('check --online with globals.coordination reads every feed Lease: readable,
     await leases.close();
     await pod.close();
   }
+});
+
+// check --online --probe: each PROBE line puts what the server did beside what the sidecar
+// assumes. The simulator's profiles stand in for the readings of the real server the probe is
+// meant to tell apart; caps are short (--probe-timeout, archive_idle_timeout_secs) so the tests
+// check what is reported, not how long it takes.
+
+type ProbeSim = Awaited<ReturnType<typeof startPodSimulator>>;
+
+function probeConfig(dir: string, pod: ProbeSim, extra: Record<string, unknown> = {}, service: Record<string, unknown> = {}): string {
+  const file = path.join(dir, `probe-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      globals: { state_dir: path.join(dir, 'state') },
+      output: { type: 'stdout' },
+      inputs: {
+        proofpoint_on_demand: {
+          id: 'p',
+          override_url_base: pod.url,
+          credentials: { cluster_id: pod.credentials.cluster_id, api_key: pod.credentials.api_key },
+          archive_idle_timeout_secs: 1,
+          ...extra,
+          services: { maillog: service },
+        },
+      },
+    }),
+  );
+  return file;
+}
+
+/** The PROBE line of one question (maillog), split into its three parts. */
+function probeLine(stdout: string, question: string): { observed: string; assumption: string; verdict: string } {
+  const line = stdout.split('\n').find((l) => l.startsWith(`PROBE proofpoint_on_demand/maillog ${question}: `));
+  assert.ok(line, `no PROBE line for ${question}:\n${stdout}`);
+  const m = /^PROBE \S+ [^:]+: (.*) \| sidecar assumes: (.*) \| (MATCHES|DIFFERS|INCONCLUSIVE)$/.exec(line);
+  assert.ok(m, `malformed PROBE line: ${line}`);
+  return { observed: m[1]!, assumption: m[2]!, verdict: m[3]! };
+}
+
+function assertNoSecret(...texts: string[]): void {
+  for (const s of Object.values(TEST_SECRETS)) assert.ok(!texts.join('\n').includes(s), 'credential in output');
+}
+
+async function withProbeSim<T>(opts: Parameters<typeof startPodSimulator>[0], fn: (pod: ProbeSim, dir: string) => Promise<T>): Promise<T> {
+  const pod = await startPodSimulator({ apiKey: TEST_SECRETS.podApiKey, rate: 1, historyMs: 6 * 3600_000, ...opts });
+  try {
+    return await fn(pod, tmpDir());
+  } finally {
+    await pod.close();
+  }
+}
+
+test('check --online --probe against the default simulator: close 1000 MATCHES, a future toTime is served, no live session, nothing fails', async () => {
+  await withProbeSim({}, async (pod, dir) => {
+    const file = probeConfig(dir, pod);
+    const r = await runCliAsync(['check', '--online', '--probe', '--probe-timeout', '5', '--config', file]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const end = probeLine(r.stdout, 'archive window end');
+    assert.equal(end.verdict, 'MATCHES');
+    assert.match(end.observed, /closed by the server with 1000 \("end of window"\) [\d.]+ s after the last frame; \d+ frames \(0 empty\), 0 server pings/);
+    assert.match(end.assumption, /complete only on close 1000, or after archive_idle_timeout_secs \(1 s\) of silence/);
+    // The window asked is one whole hour, hour-aligned, ended at least two hours ago.
+    const rec = pod.sessions.find((s) => s.userAgent?.includes('check --probe') && s.mode === 'archive');
+    assert.ok(rec && rec.windowFrom !== undefined && rec.windowTo !== undefined);
+    assert.equal(rec.windowTo - rec.windowFrom, 3600_000);
+    assert.equal(rec.windowFrom % 3600_000, 0);
+    assert.ok(rec.windowTo <= Date.now() - 2 * 3600_000);
+    assert.match(end.observed, new RegExp(`; ${rec.framesSent} frames`));
+
+    const future = probeLine(r.stdout, 'future toTime');
+    assert.equal(future.verdict, 'MATCHES');
+    assert.match(future.observed, /rounded up: .*\): served, \d+ frames \(0 empty\), newest ts [\d.]+ min before now; closed by the server with 1000/);
+    assert.match(future.assumption, /never made by it; a 400 on an archive request is retried, never fatal/);
+
+    const quiet = probeLine(r.stdout, 'empty frames and pings');
+    assert.equal(quiet.verdict, 'INCONCLUSIVE');
+    assert.match(quiet.observed, /archive: 0 empty of \d+ frames, 0 server pings .*none seen/);
+
+    assert.match(r.stdout, /^NOTE proofpoint_on_demand: first live session and archive beside live not asked: they need --probe-live/m);
+    assert.match(r.stdout, /^PROBE summary: 3 answers, 2 MATCHES, 0 DIFFERS, 1 INCONCLUSIVE \(probes never fail the check/m);
+    assert.match(r.stdout, /every enabled service answered/);
+    // Without --probe-live the server's live resume point is never touched.
+    assert.ok(pod.sessions.every((s) => s.mode !== 'live'), JSON.stringify(pod.sessions.map((s) => s.mode)));
+    assertNoSecret(r.stdout, r.stderr);
+
+    const usage = await runCliAsync(['check', '--probe', '--config', file]);
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /--probe needs --online/);
+    const usageLive = await runCliAsync(['check', '--online', '--probe-live', '--config', file]);
+    assert.equal(usageLive.status, 2);
+    assert.match(usageLive.stderr, /--probe-live needs --probe/);
+  });
+});
+
+test('check --probe: a server that never closes an archive window is reported as an idle end after the cap', async () => {
+  await withProbeSim({ profiles: ['archive-never-close'] }, async (pod, dir) => {
+    const r = await runCliAsync(['check', '--online', '--probe', '--probe-timeout', '3', '--config', probeConfig(dir, pod)]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const end = probeLine(r.stdout, 'archive window end');
+    assert.match(end.observed, /no close within the 3\.0 s cap \(still open; the probe closed it\), silent for the last [\d.]+ s; \d+ frames/);
+    assert.match(end.observed, /the sidecar ends such a window after 1 s of silence \(an idle end\)/);
+    assert.equal(end.verdict, 'MATCHES');
+    const future = probeLine(r.stdout, 'future toTime');
+    assert.match(future.observed, /served, .*still open after the 3\.0 s cap/);
+    // The probe closed what the server left open.
+    assert.equal(pod.openSessions(), 0);
+  });
+});
+
+test('check --probe: a window the server ends with 1001 DIFFERS from what the sidecar counts as complete', async () => {
+  await withProbeSim({ profiles: ['archive-close-1001'] }, async (pod, dir) => {
+    const r = await runCliAsync(['check', '--online', '--probe', '--probe-timeout', '5', '--config', probeConfig(dir, pod)]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const end = probeLine(r.stdout, 'archive window end');
+    assert.match(end.observed, /closed by the server with 1001 \("going away"\)/);
+    assert.match(end.observed, /the sidecar asks such a window again/);
+    assert.equal(end.verdict, 'DIFFERS');
+    assert.match(r.stdout, /^PROBE summary: .* 1 DIFFERS/m);
+  });
+});
+
+test('check --probe: a refused future toTime is reported with the status and the server text', async () => {
+  await withProbeSim({ profiles: ['reject-future-totime'] }, async (pod, dir) => {
+    const r = await runCliAsync(['check', '--online', '--probe', '--probe-timeout', '5', '--config', probeConfig(dir, pod)]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const future = probeLine(r.stdout, 'future toTime');
+    assert.match(future.observed, /refused: HTTP 400 "Invalid toTime: .*rounded up to the hour it is in the future"/);
+    assert.equal(future.verdict, 'MATCHES');
+    // The whole past hour is not affected.
+    assert.equal(probeLine(r.stdout, 'archive window end').verdict, 'MATCHES');
+  });
+});
+
+test('check --probe counts empty frames and server pings and reports them as contact', async () => {
+  await withProbeSim({ profiles: ['empty-frames', 'server-pings', 'archive-never-close'], serverPingMs: 100 }, async (pod, dir) => {
+    const r = await runCliAsync(['check', '--online', '--probe', '--probe-timeout', '2', '--config', probeConfig(dir, pod)]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const rec = pod.sessions.find((s) => s.userAgent?.includes('check --probe') && s.mode === 'archive')!;
+    assert.ok(rec.emptyFramesSent > 0 && rec.pingsSent > 0);
+    const end = probeLine(r.stdout, 'archive window end');
+    assert.match(end.observed, new RegExp(`; ${rec.framesSent} frames \\(${rec.emptyFramesSent} empty\\)`));
+    const pings = Number(/, (\d+) server pings,/.exec(end.observed)?.[1]);
+    assert.ok(pings > 0 && pings <= rec.pingsSent, `${pings} of ${rec.pingsSent}`);
+    const contact = probeLine(r.stdout, 'empty frames and pings');
+    assert.match(contact.observed, new RegExp(`^archive: ${rec.emptyFramesSent} empty of ${rec.framesSent} frames, ${pings} server pings in [\\d.]+ s`));
+    assert.equal(contact.verdict, 'MATCHES');
+  });
+});
+
+test('check --probe --probe-live is skipped while the state is locked (a sidecar is running): no live session is opened', async () => {
+  const { StateStore } = await import('../../plugin/state/store.ts');
+  await withProbeSim({}, async (pod, dir) => {
+    const file = probeConfig(dir, pod);
+    const store = await StateStore.open(path.join(dir, 'state'));
+    try {
+      const r = await runCliAsync(['check', '--online', '--probe', '--probe-live', '--probe-timeout', '3', '--config', file]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^NOTE proofpoint_on_demand: --probe-live skipped .*in use by another proofpoint-sidecar process.*: stop the sidecar first/m);
+      assert.doesNotMatch(r.stdout, /first live session: /);
+      // The archive questions are still asked.
+      assert.equal(probeLine(r.stdout, 'archive window end').verdict, 'MATCHES');
+      assert.ok(pod.sessions.every((s) => s.mode !== 'live'));
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+test('check --probe --probe-live on a stopped sidecar: first live session, 409 beside it, and an owed replay written into a new cursor', async () => {
+  const { StateStore } = await import('../../plugin/state/store.ts');
+  const { readCursor } = await import('../../plugin/sources/pod/cursor.ts');
+  const { replayAtStart } = await import('../../plugin/sources/pod/mode.ts');
+  const { podLimits } = await import('../../plugin/sources/pod/source.ts');
+  const { podInputSchema } = await import('../../plugin/sources/pod/config.ts');
+  // The token's first session serves the last hour here (history of exactly one hour from event 0).
+  await withProbeSim({ firstSessionFrom: 'origin', historyMs: 3600_000 }, async (pod, dir) => {
+    const file = probeConfig(dir, pod);
+    const r = await runCliAsync(['check', '--online', '--probe', '--probe-live', '--probe-timeout', '3', '--config', file]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const first = probeLine(r.stdout, 'first live session');
+    assert.match(first.observed, /^served from the last hour: first frame's ts [\d.]+ min before opening/);
+    assert.match(first.assumption, /serves the last hour/);
+    assert.equal(first.verdict, 'MATCHES');
+    const beside = probeLine(r.stdout, 'archive beside live');
+    assert.match(beside.observed, /refused: HTTP 409 "Exceeded maximum number of sessions per token": the probe's own live session/);
+    assert.equal(beside.verdict, 'MATCHES');
+    assert.match(r.stdout, /^NOTE proofpoint_on_demand\/maillog: .*recorded an owed archive replay in the stored cursor, \S+ to \S+ \(reason probe\)/m);
+    assert.match(r.stdout, /^PROBE summary: 5 answers/m);
+
+    const live = pod.sessions.filter((s) => s.mode === 'live');
+    assert.equal(live.length, 1);
+    const store = await StateStore.open(path.join(dir, 'state'), { maintenance: true });
+    try {
+      const stored = await store.getCursor('p', 'maillog');
+      const { cursor } = readCursor(stored?.cursor);
+      assert.ok(cursor?.owed, JSON.stringify(stored));
+      assert.equal(cursor.owed.reason, 'probe');
+      assert.equal(cursor.owed.from % 3600_000, 0);
+      assert.ok(cursor.owed.from <= live[0]!.startedAt && live[0]!.startedAt - cursor.owed.from < 3600_000);
+      assert.ok(cursor.owed.until >= live[0]!.endedAt! - 1000, `${cursor.owed.until} vs ${live[0]!.endedAt}`);
+      // The start time the next start compares with is recorded, so the cursor is not reset...
+      assert.equal(await store.getStartTime('p', 'maillog'), null);
+      assert.equal(store.uncleanShutdown, false);
+      // ...and the next start replays what the probe read.
+      const cfg = podInputSchema.parse(JSON.parse(readFileSync(file, 'utf8')).inputs.proofpoint_on_demand);
+      const replay = replayAtStart({ now: Date.now(), cursor, uncleanShutdown: false }, podLimits(cfg));
+      assert.ok(replay);
+      assert.equal(replay.from, cursor.owed.from);
+      assert.equal(replay.until, cursor.owed.until);
+    } finally {
+      await store.close();
+    }
+    assertNoSecret(r.stdout, r.stderr);
+  });
+});
+
+test('check --probe --probe-live merges its owed replay with the one already in the cursor and keeps the rest', async () => {
+  const { StateStore } = await import('../../plugin/state/store.ts');
+  await withProbeSim({}, async (pod, dir) => {
+    const file = probeConfig(dir, pod);
+    const now = Date.now();
+    const hour = 3600_000;
+    const before = {
+      v: 1,
+      ts: '2020-01-01T00:00:00.000000+0000',
+      sec: Math.floor((now - 40 * 60_000) / 1000),
+      nsec: 0,
+      liveAt: now - 30 * 60_000,
+      owed: { reason: 'unclean_shutdown', from: Math.floor(now / hour) * hour - 5 * hour, until: now - 4 * hour, offsetMin: 0 },
+    };
+    let store = await StateStore.open(path.join(dir, 'state'), { maintenance: true });
+    await store.adoptCursor('p', 'maillog', before, null);
+    await store.close();
+
+    const r = await runCliAsync(['check', '--online', '--probe', '--probe-live', '--probe-timeout', '3', '--config', file]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    // The sidecar's last live contact was 30 minutes ago, so a resume from there is expected;
+    // this simulator has no such session and serves from now.
+    const first = probeLine(r.stdout, 'first live session');
+    assert.match(first.assumption, /resumes where that one ended \(the sidecar's last live contact: 30\.\d min before\)/);
+    assert.equal(first.verdict, 'DIFFERS');
+    assert.match(r.stdout, /reason probe, merged with the replay already owed/);
+
+    const live = pod.sessions.find((s) => s.mode === 'live')!;
+    store = await StateStore.open(path.join(dir, 'state'), { maintenance: true });
+    try {
+      const after = (await store.getCursor<typeof before>('p', 'maillog'))!.cursor;
+      assert.deepEqual({ ...after, owed: undefined }, { ...before, owed: undefined });
+      assert.equal(after.owed.reason, 'probe');
+      assert.equal(after.owed.from, before.owed.from);
+      assert.ok(after.owed.until >= live.endedAt! - 1000);
+      assert.equal(await store.getStartTime('p', 'maillog'), null);
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -26,9 +26,10 @@ import { coveredUntil, cursorTimeMs, type PodCursor } from './cursor.ts';
 
 const HOUR = 3600_000;
 
-export type ReplayReason = 'unclean_shutdown' | 'outage' | 'start_time' | 'live_start' | 'live_drop';
+/** `probe`: `check --online --probe-live` read a live session and owes what it consumed. */
+export type ReplayReason = 'unclean_shutdown' | 'outage' | 'start_time' | 'live_start' | 'live_drop' | 'probe';
 
-const FIXED_REASONS: readonly string[] = ['start_time', 'live_start', 'live_drop'];
+const FIXED_REASONS: readonly string[] = ['start_time', 'live_start', 'live_drop', 'probe'];
 
 export interface Replay {
   reason: ReplayReason;

@@ -192,6 +192,8 @@ export class ServiceStream {
         ? 'Previous run did not shut down cleanly: replaying from the hour of the committed cursor in archive mode, one session at a time.'
         : r.reason === 'live_drop'
           ? 'Taking up the replay owed after a live session ended without a normal close.'
+          : r.reason === 'probe'
+            ? 'Replaying what a check --online --probe-live session read from the live stream.'
         : r.reason === 'outage'
           ? 'Contact lost for longer than the live resume covers: replaying the gap in archive mode before going live.'
           : r.reason === 'live_start'
