@@ -19,6 +19,8 @@ export const SOURCE_METRICS = {
   pod_archive_gaps_total: { type: 'counter', help: 'PoD archive hours the server refused as older than its 30 days (an explicit gap)', labels: ['service'] },
   pod_archive_gap_seconds_total: { type: 'counter', help: 'Seconds of PoD events the server refused as older than its 30 days', labels: ['service'] },
   pod_live_drop_replays_total: { type: 'counter', help: 'PoD archive replays owed because a live session ended without a normal close', labels: ['service'] },
+  pod_archive_replay_active: { type: 'gauge', help: 'Whether a PoD archive replay is owed or under way (start_time, outage, unclean shutdown, live drop)', labels: ['service'] },
+  pod_archive_replay_position_timestamp_seconds: { type: 'gauge', help: 'Where the owed PoD archive replay stands: the start of the next window it asks (0 when none is owed)', labels: ['service'] },
   pod_replay_duplicates_total: { type: 'counter', help: 'Events of PoD archive replays dropped as already delivered, per replay reason', labels: ['service', 'reason'] },
 } as const;
 

@@ -88,6 +88,14 @@ export const podInputSchema = z.strictObject({
    * Any end other than this or the server's close 1000 asks the window again.
    */
   archive_idle_timeout_secs: positiveInt.default(60),
+  /**
+   * Also replay the moments around every live reconnect, the sidecar's own orderly closes
+   * included (a live session that ends without a normal close is always replayed). The vendor
+   * documents that a live session reconnected within an hour resumes where the previous one
+   * ended; set this for a tenant where it does not (see `check --online --probe --probe-live`).
+   * It costs one more archive window per hour once a replay has interrupted live.
+   */
+  replay_live_interruptions: z.boolean().default(false),
   /** Capped backoff after refused or failed attempts (409, 5xx, network); never below request_period_in_seconds. */
   retry_max_secs: positiveInt.default(600),
   /** Seconds between per-session statistics lines while a session is open (one more when it ends). */

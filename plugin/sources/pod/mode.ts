@@ -69,6 +69,9 @@ export type Step =
   /** Live; `until` set: end the session then (a deferred replay becomes available). */
   | { mode: 'live'; until?: number };
 
+/** Least that a second partial window of the same hour must add (see nextStep). */
+const FURTHER_PARTIAL_MIN_GAIN_MS = 10 * 60_000;
+
 /** Start of the hour containing `ms`, in the given offset (the server rounds in its own). */
 export function floorHour(ms: number, offsetMin = 0): number {
   const off = offsetMin * 60_000;
@@ -217,12 +220,15 @@ export function nextStep(replay: Replay | undefined, now: number, limits: ModeLi
   const served = Math.max(replay.from, replay.partialTo ?? -Infinity);
   if (served >= replayTarget(replay, now, limits, lastContact)) return { mode: 'live', until: whole + limits.stalenessMs };
   const partialTo = Math.min(wanted, available);
-  // Worth a session of its own (each one re-reads the hour from its start): everything wanted
-  // is there, or live cannot cover the gap anyway, or it adds at least as much as the wait for
-  // the rest.
-  const worth = partialTo >= wanted || stale || partialTo - served >= Math.max(limits.stalenessMs, 1);
+  // Worth a session of its own (each one re-reads the hour from its start). The first partial
+  // window of an hour: everything wanted is there, or live cannot cover the gap anyway, or it
+  // adds at least as much as the wait for the rest. A further one only for a large gain: what
+  // it would add is what arrived while the first was read, and the whole hour brings it anyway.
+  const first = served === replay.from;
+  const gain = partialTo - served;
+  const worth = first ? partialTo >= wanted || stale || gain >= Math.max(limits.stalenessMs, 1) : gain >= Math.max(limits.stalenessMs, FURTHER_PARTIAL_MIN_GAIN_MS);
   if (partialAllowed && partialTo > served && worth) return archive(partialTo, true);
-  const partialAt = partialAllowed && served < wanted ? wanted + limits.stalenessMs : Infinity;
+  const partialAt = partialAllowed && first && served < wanted ? wanted + limits.stalenessMs : Infinity;
   return { mode: 'live', until: Math.min(whole + limits.stalenessMs, partialAt) };
 }
 

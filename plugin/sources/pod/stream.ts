@@ -210,6 +210,10 @@ export class ServiceStream {
   #recordOwed(): void {
     const r = this.#replay;
     this.#tracker.setOwed(r && r.until !== undefined ? { reason: r.reason, from: r.from, until: r.until, offsetMin: r.offsetMin } : undefined);
+    const metrics = this.#o.ctx.metrics;
+    const service = { service: this.name };
+    metrics.set('pod_archive_replay_active', service, r ? 1 : 0);
+    metrics.set('pod_archive_replay_position_timestamp_seconds', service, r ? Math.floor(r.from / 1000) : 0);
   }
 
   async #once(): Promise<void> {
@@ -232,6 +236,7 @@ export class ServiceStream {
         this.#dropFrom = undefined;
         this.#replay = r;
         this.#announce(r, now);
+        this.#recordOwed();
       }
     }
     if (this.#replay && replayDone(this.#replay, now, limits, this.#lastContact)) {
@@ -619,7 +624,10 @@ export class ServiceStream {
     // A normal close: the server's 1000, or the answer to ours. Anything else may have lost
     // frames in flight, and the server's live resume point is its own, not our acknowledgement.
     const normal = !end.error && end.closeFrame && (end.byClient || end.code === 1000);
-    if (!normal) {
+    if (normal && this.#o.cfg.replay_live_interruptions && closedFor !== 'shutdown') {
+      // Where the next live session resumes is the server's word only: owe the moments between.
+      this.#dropFrom = Math.min(this.#dropFrom ?? Infinity, ctx.clock.now());
+    } else if (!normal) {
       const c = this.#committed;
       const from = floorHour(Math.min(cursorTimeMs(c) ?? Infinity, openedAt), offsetOf(c?.ts ?? this.#tracker.current.ts));
       this.#dropFrom = Math.min(this.#dropFrom ?? Infinity, from);

@@ -281,3 +281,21 @@ test('batches are flushed by count or by the injected clock, whichever comes fir
   ac.abort();
   while (!(await it.next()).done);
 });
+
+test('one partial window per hour, unless a further one would add more than the staleness: the whole hour brings the rest', () => {
+  // Staleness of a few seconds (as in the simulator tests): the first partial window serves what
+  // is there; what arrived while it was read is left to the whole hour, not re-read from 11:00.
+  const quick: ModeLimits = { ...limits, stalenessMs: 2_000 };
+  const now = Date.UTC(2026, 10, 23, 11, 30);
+  const r = { reason: 'unclean_shutdown' as const, from: Date.UTC(2026, 10, 23, 11), until: now, offsetMin: 0 };
+  const s1 = nextStep(r, now, quick, now - 5 * MIN);
+  assert.deepEqual(s1, { mode: 'archive', since: r.from, to: now - 2_000, offsetMin: 0, partial: true });
+  windowServed(r, s1 as Extract<typeof s1, { mode: 'archive' }>);
+  const s2 = nextStep(r, now + 4_000, quick, now - 5 * MIN);
+  assert.deepEqual(s2, { mode: 'live', until: Date.UTC(2026, 10, 23, 12) + 2_000 }, 'live until the whole hour is available');
+  // Later in the hour, a replay that reaches further (say after a live drop): a further partial
+  // window adds 15 minutes, worth its session.
+  const s3 = nextStep({ ...r, until: now + 15 * MIN }, now + 15 * MIN, quick, now - 5 * MIN);
+  assert.equal(s3.mode, 'archive');
+  assert.equal((s3 as { partial: boolean }).partial, true);
+});
