@@ -316,10 +316,11 @@ test('release on shutdown: peers take the feeds over within a few retry periods,
     leaving.coordinator.stopAcquiring();
     // The sidecar stops its sources (pipeline.stop) before it releases.
     leaving.pulling.clear();
+    // Peers may take a feed as soon as its release is written, before release() resolves.
+    const releasedAt = w.clock.now();
     const releasing = leaving.coordinator.release(true);
     await w.run(5_000, () => leaving.coordinator.held().length === 0);
     await releasing;
-    const releasedAt = w.clock.now();
     for (const id of feedsOfLeaving) {
       const name = w.feeds.find((f) => f.id === id)!.lease;
       const release = w.server.writes.filter((x) => x.name === name && x.token === leaving.token).at(-1)!;
