@@ -6,18 +6,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ForwardSink } from '../../plugin/forward/sink.ts';
 import { forwardConfig } from '../helpers/forward-receiver.ts';
-import { freePort, until, accepts } from '../helpers/net.ts';
+import { startFluentBit } from '../helpers/fluent-bit.ts';
+import { until } from '../helpers/net.ts';
 
 const BIN = process.env.FLUENT_BIT_BIN;
-const INPUT_YAML = fileURLToPath(new URL('../../fluent-bit/forward-input.yaml', import.meta.url));
 const N = 5_000;
 const TAG = 'mail.proofpoint.tapsiem_v2.messagesdelivered';
 
@@ -27,7 +26,6 @@ if (!BIN) {
   test('records sent through ForwardSink come out of a real Fluent Bit exactly once', async (t) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'fluent-bit-e2e-'));
     let fb: ChildProcess | undefined;
-    let log = '';
     t.after(async () => {
       if (fb && fb.exitCode === null) {
         fb.kill('SIGTERM');
@@ -36,38 +34,9 @@ if (!BIN) {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    const port = await freePort();
-    const outDir = path.join(dir, 'out');
-    const main = path.join(dir, 'fluent-bit.yaml');
-    writeFileSync(
-      main,
-      [
-        'service:',
-        '  flush: 1',
-        '  log_level: info',
-        `  storage.path: ${JSON.stringify(path.join(dir, 'storage'))}`,
-        'includes:',
-        `  - ${JSON.stringify(INPUT_YAML)}`,
-        'pipeline:',
-        '  outputs:',
-        '    - name: file',
-        "      match: '*'",
-        `      path: ${JSON.stringify(outDir)}`,
-        '      file: records.log',
-        '      mkdir: true',
-        '',
-      ].join('\n'),
-    );
-    fb = spawn(BIN, ['-c', main], {
-      env: { ...process.env, FORWARD_LISTEN: '127.0.0.1', FORWARD_PORT: String(port) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    fb.stdout!.on('data', (d) => (log += d));
-    fb.stderr!.on('data', (d) => (log += d));
-    await until(async () => {
-      if (fb!.exitCode !== null) throw new Error(`fluent-bit exited with ${fb!.exitCode}:\n${log}`);
-      return accepts(port);
-    }, 'Fluent Bit to listen', 20_000);
+    const started = await startFluentBit(BIN, dir, { flush: 1, logLevel: 'info' });
+    fb = started.proc;
+    const port = started.port;
 
     const sink = new ForwardSink(forwardConfig({ port, chunk_bytes: 256 * 1024 }), {});
     sink.start();
@@ -90,7 +59,7 @@ if (!BIN) {
     assert.equal(await sink.close(10_000), 0);
 
     // out_file's default format: `<tag>: [<time as seconds.fraction>, {record}]`, one per line.
-    const file = path.join(outDir, 'records.log');
+    const file = started.recordsFile;
     const lines = () => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
     await until(() => lines().length >= N, `${N} records in ${file}`, 30_000);
     const seen = new Map<number, number>();
