@@ -31,13 +31,13 @@ import { startPodSimulator, POD_PROFILES, type PodProfileName, type PodSimulator
 import { frameKey } from '../../../../plugin/sources/pod/identity.ts';
 import { StateStore, scopeOf } from '../../../../plugin/state/store.ts';
 import { ForwardReceiver } from '../../../helpers/forward-receiver.ts';
-import { accepts, freePort } from '../../../helpers/net.ts';
+import { startFluentBit } from '../../../helpers/fluent-bit.ts';
+import { freePort } from '../../../helpers/net.ts';
 import { tmpDir } from '../../../helpers/tmp.ts';
 import { API_KEY, OffsetClock, simBase, until } from '../harness.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const SHIFTED_CLOCK = path.join(root, 'test/helpers/shifted-clock.mjs');
-const INPUT_YAML = path.join(root, 'fluent-bit/forward-input.yaml');
 const BIN = process.env.FLUENT_BIT_BIN;
 const INPUT_ID = 'pod-matrix';
 const MIN = 60_000;
@@ -118,38 +118,10 @@ async function receiverOutput(): Promise<Output> {
   };
 }
 
-/** A real Fluent Bit: the shipped forward input (filesystem storage) and a file output read as it grows. */
+/** A real Fluent Bit (test/helpers/fluent-bit.ts), its file output read as it grows. */
 async function fluentBitOutput(bin: string, dir: string): Promise<Output> {
-  const port = await freePort();
-  const file = path.join(dir, 'out', 'records.log');
-  const main = path.join(dir, 'fluent-bit.yaml');
-  writeFileSync(
-    main,
-    [
-      'service:',
-      '  flush: 0.2',
-      '  log_level: warn',
-      `  storage.path: ${JSON.stringify(path.join(dir, 'storage'))}`,
-      'includes:',
-      `  - ${JSON.stringify(INPUT_YAML)}`,
-      'pipeline:',
-      '  outputs:',
-      '    - name: file',
-      "      match: '*'",
-      `      path: ${JSON.stringify(path.dirname(file))}`,
-      '      file: records.log',
-      '      mkdir: true',
-      '',
-    ].join('\n'),
-  );
-  let log = '';
-  const fb = spawn(bin, ['-c', main], { env: { ...process.env, FORWARD_LISTEN: '127.0.0.1', FORWARD_PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
-  fb.stdout!.on('data', (d) => (log += d));
-  fb.stderr!.on('data', (d) => (log += d));
-  await until(async () => {
-    if (fb.exitCode !== null) throw new Error(`fluent-bit exited with ${fb.exitCode}:\n${log}`);
-    return accepts(port);
-  }, 'Fluent Bit to listen', 20_000);
+  const fb = await startFluentBit(bin, dir, { flush: 0.2, logLevel: 'warn' });
+  const file = fb.recordsFile;
   // out_file writes `<tag>: [<time>, {record}]` per line; read only what was appended.
   const texts: string[] = [];
   let offset = 0;
@@ -178,10 +150,10 @@ async function fluentBitOutput(bin: string, dir: string): Promise<Output> {
   };
   return {
     name: 'fluent-bit',
-    port,
+    port: fb.port,
     texts: read,
-    hold: () => fb.kill('SIGSTOP'),
-    release: () => fb.kill('SIGCONT'),
+    hold: () => fb.proc.kill('SIGSTOP'),
+    release: () => fb.proc.kill('SIGCONT'),
     // Until nothing new has come out for 0.7 s (flush is 0.2 s).
     settle: async () => {
       let n = -1;
@@ -191,10 +163,10 @@ async function fluentBitOutput(bin: string, dir: string): Promise<Output> {
       }
     },
     close: async () => {
-      if (fb.exitCode !== null) return;
-      fb.kill('SIGCONT');
-      fb.kill('SIGTERM');
-      await once(fb, 'exit');
+      if (fb.proc.exitCode !== null) return;
+      fb.proc.kill('SIGCONT');
+      fb.proc.kill('SIGTERM');
+      await once(fb.proc, 'exit');
     },
   };
 }
@@ -254,12 +226,14 @@ function expectedSeqs(sim: PodSimulator): Map<number, string> {
 
 export async function runCell(profile: PodProfileName, fault: Fault): Promise<Row> {
   const dir = tmpDir();
-  // Archive windows end on whole past hours: the run ends by moving the clock past the next hour
-  // boundary, so the hours served partially so far are asked whole, as they would be in time.
+  // Five minutes into an hour, the replay starts at the hour before: its first window is whole
+  // (so even a server that refuses every partial window serves one in full). Archive windows
+  // end on whole past hours: the run ends by moving the clock past the next hour boundary, so
+  // the hour served partially so far is asked whole, as it would be in time.
   const clock = new SharedClock(path.join(dir, 'clock-offset'));
-  clock.beforeHourEnd(3 * MIN);
+  clock.beforeHourEnd(55 * MIN);
   const start = new Date(clock.now() - 65 * MIN).toISOString();
-  const sim = await startPodSimulator({ ...simBase(clock), profiles: [profile], rate: { message: RATE, maillog: 0, audit: 0 }, largeEvery: 40, largeFrameBytes: 32_768, historyMs: 70 * MIN, archiveStalenessMs: 1_000 });
+  const sim = await startPodSimulator({ ...simBase(clock), profiles: [profile], rate: { message: RATE, maillog: 0, audit: 0 }, largeEvery: 40, largeFrameBytes: 32_768, historyMs: 120 * MIN, archiveStalenessMs: 1_000 });
   const out = BIN ? await fluentBitOutput(BIN, dir) : await receiverOutput();
   const httpPort = await freePort();
   const stateDir = path.join(dir, 'state');
@@ -303,8 +277,7 @@ export async function runCell(profile: PodProfileName, fault: Fault): Promise<Ro
   try {
     let child = launch();
     // In the middle of an archive window: a session under way that has sent a good part of its
-    // hour (the first window holds the 13 minutes of history before the hour, ~2,300 events; the
-    // second the 57 minutes since, ~10,300).
+    // hour (the first window, the whole hour before, holds ~10,800 events).
     const midWindow = () => {
       const s = sim.sessions.at(-1);
       return s !== undefined && s.mode === 'archive' && s.status === 101 && s.endedAt === undefined && s.eventsSent >= 3_000;
