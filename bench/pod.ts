@@ -13,6 +13,8 @@
  *
  *   npm run bench -- pod          (bench/index.ts calls runPodBench())
  *   npx tsx bench/pod.ts          [--events N]
+ *
+ * BENCH_CPU_PROF=<dir> makes each child process write a V8 CPU profile there (--cpu-prof).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
@@ -178,7 +180,7 @@ async function runBare(simUrl: string, port: number, events: number): Promise<vo
 // Orchestration.
 
 function child(args: string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', SELF, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  return spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', SELF, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
 }
 
 async function nextLine(c: ChildProcess): Promise<string> {

@@ -11,11 +11,11 @@
  * message can be logged at several stages, a maillog `id` is a sendmail line's, and sample
  * events repeat a `guid` with different content), and a key that merges two different events
  * loses one. The key is a hash of the frame's text (trailing whitespace aside), so only an exact
- * repeat of the same event is dropped. It costs about 2 µs per 1.5 KB event; a canonical form
+ * repeat of the same event is dropped. It costs about 2 µs per 1.5 KB event (bench/pod.ts); a canonical form
  * (sorted keys) would also merge re-serialised copies but costs about 9 µs, and a copy the
  * server re-serialises differently is a duplicate delivered, never a loss.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { SourceEvent } from '../source.ts';
 import { parseTimestamp, type EventTime } from '../../util/time.ts';
 import type { PodServiceName } from './config.ts';
@@ -32,9 +32,8 @@ export function frameKey(text: string): string {
   const end = text.length;
   let i = end;
   while (i > 0 && isSpace(text.charCodeAt(i - 1))) i--;
-  return createHash('sha256')
-    .update(i === end ? text : text.slice(0, i))
-    .digest('base64url');
+  // One-shot crypto.hash: about a third cheaper than createHash().update().digest() here.
+  return hash('sha256', i === end ? text : text.slice(0, i), 'base64url');
 }
 
 function isSpace(c: number): boolean {
