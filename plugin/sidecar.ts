@@ -152,6 +152,11 @@ export class Sidecar {
       await this.store.close({ clean: r.clean });
       await this.http?.close();
       if (r.clean) this.#logger.info('Sidecar stopped; every acknowledged batch is committed.');
+      else if (r.failedSources.length > 0)
+        this.#logger.warn(
+          { failed_inputs: r.failedSources, uncommitted_batches: r.uncommittedBatches },
+          'Sidecar stopped after an input failed; the next start recovers as after a crash and re-reads from the committed cursors.',
+        );
       else
         this.#logger.warn(
           { uncommitted_batches: r.uncommittedBatches, timeout_secs: this.config.globals.shutdown_timeout_secs },

@@ -8,12 +8,10 @@
  * Fluent Bit reads it as `sec + nsec / 1e9`; seconds 0xFFFFFFFF and 0xFFFFFFFE are its group
  * markers and must never appear as a record's time.
  */
-import type { EventTime } from '../util/time.ts';
+import { EVENT_TIME_MAX_SEC as MAX_SEC, type EventTime } from '../util/time.ts';
 
 export const EVENT_TIME_BYTES = 10;
 
-/** Largest second we write: 0xFFFFFFFE and above are Fluent Bit's group markers. */
-const MAX_SEC = 0xfffffffd;
 
 /** Throws a RangeError naming the bad field when `t` cannot be written as an EventTime. */
 export function checkEventTime(t: EventTime): void {

@@ -19,6 +19,7 @@ import type { Sink } from '../output/sink.ts';
 import type { Batch, BatchOutcome, RequestLog, Source, SourceContext, ServiceSpec } from '../sources/source.ts';
 import { scopeOf, type StateStore } from '../state/store.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
+import { clampEventTime } from '../util/time.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { HealthRegistry } from '../telemetry/health.ts';
 import { SourceMetricsStore } from '../telemetry/source-metrics.ts';
@@ -256,8 +257,9 @@ export class Pipeline {
   async #runSource(run: SourceRun, ctx: SourceContext): Promise<void> {
     const { source } = run;
     const signal = run.abort.signal;
+    let it: AsyncIterator<Batch> | undefined;
     try {
-      const it = source.run(ctx)[Symbol.asyncIterator]();
+      it = source.run(ctx)[Symbol.asyncIterator]();
       for (;;) {
         // Backpressure: pull the next batch only when the output has room. After stop, the
         // source is only finishing what it holds, so take it without waiting.
@@ -276,9 +278,18 @@ export class Pipeline {
       }
     } catch (err) {
       run.failed = err as Error;
+      // A failed source is stopped whole: its sessions would otherwise go on reading (a PoD
+      // WebSocket consumes the live stream) into a loop nobody pulls, and what they read would be
+      // gone. Abort first (sessions watch the signal), then close the iterator (its finally
+      // blocks close sockets). Nothing it held is acknowledged; `stop()` reports the run unclean,
+      // so the next start replays from the committed cursor.
+      if (!run.abort.signal.aborted) run.abort.abort(err);
+      await it?.return?.().catch((closeErr: Error) => {
+        this.#logger.warn({ input_id: source.id, err: closeErr.message }, 'Failed source did not close cleanly.');
+      });
       this.#logger.error(
         { input: source.type, input_id: source.id, err: { message: (err as Error).message, code: (err as { code?: unknown }).code } },
-        'Source failed and stopped; other inputs go on.',
+        'Source failed and stopped; other inputs go on. It resumes from its last committed cursor at the next start.',
       );
       for (const spec of source.services) {
         if (this.health.get(source.id, spec.name)?.status !== 'failed') this.health.set(source.id, spec.name, 'failed', (err as Error).message);
@@ -328,7 +339,8 @@ export class Pipeline {
           continue;
         }
       }
-      const record = {
+      const { time, clamped } = clampEventTime(e.time, this.#clock.now());
+      const record: Record<string, unknown> = {
         message: e.message,
         devo_tag: spec.tag,
         source: source.type,
@@ -336,7 +348,16 @@ export class Pipeline {
         input_id: source.id,
         pulling_id: batch.pullingId,
       };
-      const buf = this.#sink.encode({ time: e.time, record });
+      if (clamped) record.time_clamped = true;
+      let buf: Buffer;
+      try {
+        buf = this.#sink.encode({ time, record });
+      } catch (err) {
+        // One event the encoder cannot write never stops its feed: it is kept with the reason.
+        dead.push({ input: source.id, service: batch.service, reason: `cannot be encoded: ${(err as Error).message}`, raw: e.message });
+        if (e.key !== undefined) batchKeys.add(e.key);
+        continue;
+      }
       if (buf.length > maxBytes) {
         dead.push({
           input: source.id,
@@ -467,10 +488,11 @@ export class Pipeline {
 
   /**
    * Stops sources, waits (up to `timeoutMs` in all) for what they still yield to be acknowledged
-   * and committed, then closes the sink. Returns whether everything sent was committed: if not,
-   * the state is closed as unclean so sources recover on the next start.
+   * and committed, then closes the sink. Returns whether everything sent was committed and no
+   * source failed: if not, the state is closed as unclean so sources recover on the next start
+   * (a failed source may have read past what it yielded).
    */
-  async stop(timeoutMs: number): Promise<{ clean: boolean; uncommittedBatches: number }> {
+  async stop(timeoutMs: number): Promise<{ clean: boolean; uncommittedBatches: number; failedSources: string[] }> {
     const deadline = Date.now() + timeoutMs;
     const left = () => Math.max(0, deadline - Date.now());
     this.#abort.abort(new Error('stopping'));
@@ -482,12 +504,13 @@ export class Pipeline {
     await this.#sweeping;
     const uncommitted = this.pendingBatches();
     const sourcesDone = this.#runs.every((r) => r.done);
+    const failedSources = this.#runs.filter((r) => r.failed !== undefined).map((r) => r.source.id);
     for (const run of this.#runs) {
       for (const spec of run.source.services) {
         if (this.health.get(run.source.id, spec.name)?.status !== 'failed') this.health.set(run.source.id, spec.name, 'stopped');
       }
     }
-    return { clean: uncommitted === 0 && sourcesDone, uncommittedBatches: uncommitted };
+    return { clean: uncommitted === 0 && sourcesDone && failedSources.length === 0, uncommittedBatches: uncommitted, failedSources };
   }
 
   async #allCommitted(runs: SourceRun[] = this.#runs): Promise<void> {

@@ -11,6 +11,30 @@ export interface EventTime {
   nsec: number;
 }
 
+/**
+ * Largest second a record time may carry: Fluent's EventTime holds unsigned 32-bit seconds
+ * (plugin/forward/event-time.ts), and 0xFFFFFFFE and above are Fluent Bit's group markers.
+ */
+export const EVENT_TIME_MAX_SEC = 0xfffffffd;
+
+/**
+ * The nearest time an EventTime can carry: seconds clamped to 0..EVENT_TIME_MAX_SEC (1970-01-01 to
+ * 2106-02-07), nanoseconds to 0..999,999,999. A vendor event dated before 1970 or after 2106 is
+ * still delivered; `clamped` says its record time is not its own (the vendor's time stays in the
+ * message). Not finite: the receipt time `now` (ms).
+ */
+export function clampEventTime(t: EventTime, now: number): { time: EventTime; clamped: boolean } {
+  if (Number.isInteger(t.sec) && t.sec >= 0 && t.sec <= EVENT_TIME_MAX_SEC && Number.isInteger(t.nsec) && t.nsec >= 0 && t.nsec <= 999_999_999) {
+    return { time: t, clamped: false };
+  }
+  if (!Number.isFinite(t.sec) || !Number.isFinite(t.nsec)) {
+    return { time: { sec: Math.floor(now / 1000), nsec: (now % 1000) * 1_000_000 }, clamped: true };
+  }
+  if (t.sec < 0) return { time: { sec: 0, nsec: 0 }, clamped: true };
+  if (t.sec > EVENT_TIME_MAX_SEC) return { time: { sec: EVENT_TIME_MAX_SEC, nsec: 999_999_999 }, clamped: true };
+  return { time: { sec: Math.floor(t.sec), nsec: Math.min(999_999_999, Math.max(0, Math.floor(t.nsec))) }, clamped: true };
+}
+
 const ISO =
   /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
 

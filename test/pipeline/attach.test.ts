@@ -94,7 +94,7 @@ test('stop() aborts the source, which returns, and resolves only after the batch
     assert.equal(health?.reason, 'feed lost: taken by replica-b', svc);
   }
   const r = await p.stop(1_000);
-  assert.deepEqual(r, { clean: true, uncommittedBatches: 0 });
+  assert.deepEqual(r, { clean: true, uncommittedBatches: 0, failedSources: [] });
   await store.close();
 });
 
@@ -169,7 +169,7 @@ test('attach before start or after stop throws; stopping the pipeline stops atta
   const h = await p.attach(src);
   await until(() => p.counters()[0]?.batchesCommitted === 1, 'commit');
   const r = await p.stop(1_000);
-  assert.deepEqual(r, { clean: true, uncommittedBatches: 0 });
+  assert.deepEqual(r, { clean: true, uncommittedBatches: 0, failedSources: [] });
   assert.equal(src.ctx!.signal.aborted, true);
   await h.loop;
   assert.deepEqual(log, ['start', 'returned']);

@@ -193,7 +193,7 @@ test('stop drains acknowledged batches and commits them; unacknowledged ones lea
   await until(() => sink.held.length === 2, 'sends');
   sink.release([sink.held[0]!.id]);
   const r = await p.stop(200);
-  assert.deepEqual(r, { clean: false, uncommittedBatches: 1 });
+  assert.deepEqual(r, { clean: false, uncommittedBatches: 1, failedSources: [] });
   assert.equal((await store.getCursor('i', 's'))?.cursor, 1);
   await store.close({ clean: r.clean });
   const again = await StateStore.open(dir);

@@ -23,7 +23,7 @@ import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { SidecarError, VendorHttpError, VendorRequestError } from '../../errors.ts';
 import type { PodInputConfig, PodServiceConfig, PodServiceName } from './config.ts';
 import { CursorTracker, coveredUntil, cursorTimeMs, readCursor, type PodCursor } from './cursor.ts';
-import { parseFrame } from './identity.ts';
+import { parseFrame, type FrameResult } from './identity.ts';
 import {
   floorHour,
   nextStep,
@@ -651,7 +651,13 @@ export class ServiceStream {
   #frame(stats: SessionStats, text: string, bytes: number): void {
     stats.frame(bytes);
     const f = this.#fill(stats);
-    const r = parseFrame(this.name, text);
+    let r: FrameResult;
+    try {
+      r = parseFrame(this.name, text);
+    } catch (err) {
+      // One frame that cannot be handled is kept and never stops its stream.
+      r = { ok: false, reason: `could not be handled: ${(err as Error).message}` };
+    }
     if (r.ok) {
       this.#tracker.observe(r.frame.ts, r.frame.time);
       stats.observe(r.frame.ts, r.frame.time);
