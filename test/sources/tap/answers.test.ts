@@ -8,6 +8,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { NO_QUIRKS } from '../../../plugin/simulator/tap/index.ts';
 import { buildEvent } from '../../../plugin/sources/tap/event.ts';
 import { canonicalJson } from '../../../plugin/sources/tap/identity.ts';
@@ -149,6 +151,30 @@ test('one bad element is dead-lettered with its reason; the rest of its window i
     assert.match(rejected[0]!.reason, /clicksBlocked: array element is number, not an event object/);
     assert.match(rejected[4]!.reason, new RegExp(`clicksBlocked: event nested deeper than ${MAX_EVENT_DEPTH} levels`));
     // The window was answered (its good events came), so the simulator's events after it all arrive.
+    assertAllDelivered(h, FROM + HOUR);
+  } finally {
+    await h.close();
+  }
+});
+
+test('an event nested 10,000 levels deep goes to the dead-letter file whole and the feed goes on (real pipeline)', async () => {
+  const h = await TapHarness.create({
+    scenario: { ratesPerHour: RATES, quirks: NO_QUIRKS },
+    config: { services: Object.fromEntries(ALL.map((s) => [s, { start_time_in_utc: iso(FROM) }])) },
+  });
+  try {
+    const deepText = `{"id":"deep","clickTime":"${iso(FROM)}","n":${nested(10_000)}}`;
+    const good = click('beside-it', iso(FROM + MIN));
+    h.sim.inject({ kind: 'status', status: 200, body: `{"queryEndTime":"${FIRST_END}","clicksPermitted":[${deepText},${JSON.stringify(good)}]}`, path: '/v2/siem/all' });
+    await h.start();
+    await h.runUntilSettled(SETTLED);
+    assert.deepEqual(h.messages('clicksPermitted').filter((m) => m === JSON.stringify(good)).length, 1, 'its neighbour delivered');
+    const dir = (h.runner as unknown as { dir: string }).dir;
+    const letters = readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(letters.length, 1);
+    assert.equal(letters[0]!['service'], 'clicksPermitted');
+    assert.equal(letters[0]!['reason'], 'clicksPermitted: event nested deeper than 512 levels');
+    assert.equal(letters[0]!['raw'], deepText, 'whole, as it came');
     assertAllDelivered(h, FROM + HOUR);
   } finally {
     await h.close();
