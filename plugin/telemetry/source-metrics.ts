@@ -9,6 +9,7 @@ export const SOURCE_METRICS = {
   tap_requests_total: { type: 'counter', help: 'TAP API requests sent, per rate-limit pool', labels: ['pool'] },
   tap_requests_left: { type: 'gauge', help: "Requests left in the pool's rolling 24 h budget", labels: ['pool'] },
   tap_throttled_total: { type: 'counter', help: 'TAP API answers 429 (budget spent on the server side)', labels: ['pool'] },
+  tap_malformed_answers_total: { type: 'counter', help: 'TAP API answers 200 that are not the documented object of arrays (the window is retried)', labels: ['pool'] },
   pod_sessions_total: { type: 'counter', help: 'PoD sessions opened, per mode (live or archive)', labels: ['service', 'mode'] },
   pod_reconnects_total: { type: 'counter', help: 'PoD sessions reopened after a drop or a failure', labels: ['service'] },
   pod_conflicts_total: { type: 'counter', help: 'PoD handshakes refused with 409 (another session holds the token)', labels: ['service'] },

@@ -7,15 +7,18 @@
  *  - undici, through EnvHttpProxyAgent by default (HTTPS_PROXY / HTTP_PROXY / NO_PROXY), TLS
  *    verified, one deadline for the whole exchange (headers and body).
  *  - 200 with empty or missing arrays and 204 with no body are both "no events": the window is done.
+ *    Any other 200 body that is not the documented object (`queryEndTime` and arrays) is an error
+ *    for the window (TapMalformedAnswerError, code 300), never an empty window.
  *  - Status codes become the Devo collector's errors: 401/403 -> 100, other HTTP errors -> 300
  *    (status, text, window), no answer -> 301. Retrying is the caller's business.
  */
 import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { CredentialsError, VendorHttpError, VendorRequestError } from '../../errors.ts';
 import { TAP_DEFAULT_URL_BASE, TAP_SERVICES, threatStatusParams, type TapInputConfig, type TapServiceName } from './config.ts';
-import { TapBadRequestError, TapThrottledError } from './errors.ts';
+import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError } from './errors.ts';
 import { formatInterval } from './window.ts';
 import { USER_AGENT } from '../../util/user-agent.ts';
+import { parseTimestamp } from '../../util/time.ts';
 
 /** Endpoint paths, and the arrays each one returns. */
 export const TAP_PATHS: Record<TapServiceName | 'all', string> = {
@@ -90,7 +93,7 @@ export class TapClient {
 
   /**
    * Fetches one window. Throws CredentialsError (100), TapBadRequestError / TapThrottledError /
-   * VendorHttpError (300) or VendorRequestError (301); an abort of `signal` rethrows its reason.
+   * TapMalformedAnswerError / VendorHttpError (300) or VendorRequestError (301); an abort of `signal` rethrows its reason.
    */
   async fetchWindow(path: string, w: { start: number; end: number }, signal: AbortSignal): Promise<WindowAnswer> {
     const where = `${path} interval ${formatInterval(w)}`;
@@ -121,14 +124,29 @@ export class TapClient {
     const bytes = Buffer.byteLength(text);
     if (status === 204) return { status: 204, arrays: {}, bytes };
     if (status === 200) {
-      if (text.trim() === '') return { status: 200, arrays: {}, bytes };
+      const malformed = (problem: string) => {
+        const shown = short(text);
+        return new TapMalformedAnswerError(
+          problem,
+          shown,
+          `TAP API answered HTTP 200 with a body that is not the documented answer (${problem}) for input ${this.#o.input}, ${where}` +
+            (shown ? `; body (${bytes} bytes) starts: ${shown}` : ''),
+        );
+      };
+      // A 200 has a body: "no content" is 204. An empty 200 may be a cut answer.
+      if (text.trim() === '') throw malformed('empty body');
       let body: unknown;
       try {
         body = JSON.parse(text);
       } catch {
-        throw new VendorHttpError(200, short(text), `TAP API answered HTTP 200 with a body that is not JSON for input ${this.#o.input}, ${where}: ${short(text)}`);
+        throw malformed('not JSON');
       }
-      return { status: 200, ...parseArrays(body), bytes };
+      try {
+        return { status: 200, ...parseArrays(body), bytes };
+      } catch (err) {
+        if (err instanceof MalformedAnswer) throw malformed(err.message);
+        throw err;
+      }
     }
     const shown = short(text);
     if (status === 401 || status === 403) {
@@ -150,31 +168,53 @@ export class TapClient {
   }
 }
 
+/** Why a parsed 200 body is not the documented answer (parseArrays). */
+export class MalformedAnswer extends Error {}
+
 /**
- * The arrays of an answer. Arrays may be missing (treated as empty) and one report shows a malformed
- * key, `"messagesDelivered:"` (elastic/integrations #9965): keys are matched without trailing
- * punctuation so such an array is not silently lost.
+ * The arrays of a 200 answer, checked against the documented shape: an object with `queryEndTime`
+ * (a timestamp) and, per service, an array. An array may be missing (treated as empty) and one
+ * report shows a malformed key, `"messagesDelivered:"` (elastic/integrations #9965): keys are
+ * matched without trailing punctuation so such an array is not silently lost. A known key holding
+ * anything but an array (null included), a body that is not an object, or no `queryEndTime`
+ * throws MalformedAnswer: such an answer says nothing about its window's events. Unknown keys are
+ * ignored. The elements are not looked at here (a bad element is the event builder's business).
  */
-export function parseArrays(body: unknown): Pick<WindowAnswer, 'arrays' | 'queryEndTime'> {
+export function parseArrays(body: unknown): Pick<WindowAnswer, 'arrays'> & { queryEndTime: string } {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new MalformedAnswer(`the body is ${describe(body)}, not an object`);
+  }
   const arrays: Partial<Record<TapServiceName, unknown[]>> = {};
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return { arrays };
   let queryEndTime: string | undefined;
   for (const [rawKey, value] of Object.entries(body as Record<string, unknown>)) {
     const key = rawKey.trim().replace(/[^A-Za-z]+$/, '');
     if (key === 'queryEndTime') {
-      if (typeof value === 'string') queryEndTime = value;
+      if (typeof value !== 'string' || parseTimestamp(value) === undefined) {
+        throw new MalformedAnswer(`queryEndTime is ${typeof value === 'string' ? `"${value.slice(0, 40)}"` : describe(value)}, not a timestamp`);
+      }
+      queryEndTime = value;
       continue;
     }
-    if (!(TAP_SERVICES as readonly string[]).includes(key) || !Array.isArray(value)) continue;
+    if (!(TAP_SERVICES as readonly string[]).includes(key)) continue;
+    if (!Array.isArray(value)) throw new MalformedAnswer(`"${rawKey.slice(0, 40)}" is ${describe(value)}, not an array`);
     const svc = key as TapServiceName;
     arrays[svc] = arrays[svc] ? arrays[svc]!.concat(value) : value;
   }
+  if (queryEndTime === undefined) throw new MalformedAnswer('no queryEndTime');
   return { arrays, queryEndTime };
 }
 
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/** One line of at most MAX_ERROR_TEXT characters, read from the start of `text` only. */
 function short(text: string): string {
-  const one = text.replace(/\s+/g, ' ').trim();
-  return one.length > MAX_ERROR_TEXT ? one.slice(0, MAX_ERROR_TEXT) + '…' : one;
+  const head = text.slice(0, MAX_ERROR_TEXT * 4);
+  const one = head.replace(/\s+/g, ' ').trim();
+  return one.length > MAX_ERROR_TEXT || head.length < text.length ? one.slice(0, MAX_ERROR_TEXT) + '…' : one;
 }
 
 function describeNetworkError(err: unknown): string {

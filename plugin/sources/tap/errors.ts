@@ -36,3 +36,17 @@ export class TapThrottledError extends VendorHttpError {
     super(429, body, message);
   }
 }
+
+/**
+ * Code 300 for a 200 answer that is not the documented one: not JSON, not an object, no
+ * `queryEndTime`, or an array key holding something else. The window is retried, never taken as
+ * empty: an answer that cannot be read says nothing about the events of its window.
+ */
+export class TapMalformedAnswerError extends VendorHttpError {
+  /** What is wrong, in a few words (the message adds the input, the window and an excerpt). */
+  readonly problem: string;
+  constructor(problem: string, excerpt: string, message: string) {
+    super(200, excerpt, message);
+    this.problem = problem;
+  }
+}

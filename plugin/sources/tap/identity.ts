@@ -17,6 +17,10 @@
  * An exact repeat (same event in another window, or the settle re-query) therefore gets the same key
  * and is dropped, while a real change (a new `threatStatus`, another recipient, a campaign linked
  * later) gets a new key and is delivered. The raw JSON is never altered: this only feeds the hash.
+ *
+ * The walk is recursive, so its depth is bounded: a value nested deeper than MAX_EVENT_DEPTH
+ * containers throws NestingTooDeepError instead of overflowing the stack (JSON.parse builds such
+ * values without complaint; JSON.stringify and this walk would not survive them).
  */
 import { createHash } from 'node:crypto';
 
@@ -39,19 +43,36 @@ const LIST_OR_STRING = new Set(['recipient', 'toAddresses', 'ccAddresses', 'from
 /** Enum fields whose case varies (`classification`: MALWARE, malware; `threatStatus`: falsepositive). */
 const CASE_INSENSITIVE = new Set(['classification', 'threatStatus', 'threatType', 'sandboxStatus', 'disposition']);
 
-/** Canonical JSON text of a TAP event: equal for the same event however the API wrote it. */
+/** Containers an event may nest, itself included; real events nest four or five. */
+export const MAX_EVENT_DEPTH = 512;
+
+/** A value nests more containers than MAX_EVENT_DEPTH. */
+export class NestingTooDeepError extends Error {
+  constructor() {
+    super(`nested deeper than ${MAX_EVENT_DEPTH} levels`);
+  }
+}
+
+/**
+ * Canonical JSON text of a TAP event: equal for the same event however the API wrote it. Throws
+ * NestingTooDeepError for a value nested deeper than MAX_EVENT_DEPTH.
+ */
 export function canonicalJson(value: unknown): string {
   // A normalised copy (sorted keys, sorted set-like arrays) serialised once by the native
-  // JSON.stringify: several times faster than assembling the text piece by piece.
-  return JSON.stringify(canon(value, undefined)) ?? 'null';
+  // JSON.stringify: several times faster than assembling the text piece by piece. The copy is at
+  // most MAX_EVENT_DEPTH deep, which JSON.stringify's own recursion handles.
+  return JSON.stringify(canon(value, undefined, 1)) ?? 'null';
 }
 
 /** Sorted key lists by the key list as it came: events of one shape share one sort. */
 const sortedKeys = new Map<string, string[]>();
 const MAX_SHAPES = 1000;
+/** Objects with more keys are sorted each time: the cache holds event-sized shapes only. */
+const MAX_SHAPE_KEYS = 100;
 
 function keysOf(obj: Record<string, unknown>): string[] {
   const keys = Object.keys(obj);
+  if (keys.length > MAX_SHAPE_KEYS) return keys.sort();
   const shape = keys.join('\u0000');
   let sorted = sortedKeys.get(shape);
   if (sorted === undefined) {
@@ -62,13 +83,15 @@ function keysOf(obj: Record<string, unknown>): string[] {
   return sorted;
 }
 
-function canon(value: unknown, field: string | undefined): unknown {
+/** `depth`: containers from the event down to `value`, `value` included. */
+function canon(value: unknown, field: string | undefined, depth: number): unknown {
   if (value === null || typeof value !== 'object') return value;
+  if (depth > MAX_EVENT_DEPTH) throw new NestingTooDeepError();
   if (Array.isArray(value)) {
     const items = new Array<unknown>(value.length);
     let allStrings = true;
     for (let i = 0; i < value.length; i++) {
-      const v = canon(value[i], undefined);
+      const v = canon(value[i], undefined, depth + 1);
       if (typeof v !== 'string') allStrings = false;
       items[i] = v;
     }
@@ -83,7 +106,7 @@ function canon(value: unknown, field: string | undefined): unknown {
   const out: Record<string, unknown> = {};
   for (const k of keysOf(obj)) {
     const v = obj[k];
-    if (v !== undefined) out[k] = canon(typeof v === 'string' ? normalise(k, v) : v, k);
+    if (v !== undefined) out[k] = canon(typeof v === 'string' ? normalise(k, v) : v, k, depth + 1);
   }
   return out;
 }

@@ -27,7 +27,7 @@ import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { TAP_DEFAULT_TAGS, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
 import { TAP_PATHS, tapClientFor, type WindowAnswer } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
-import { TapBadRequestError, TapThrottledError, StartTimeError } from './errors.ts';
+import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError, StartTimeError } from './errors.ts';
 import { buildEvent } from './event.ts';
 import {
   LOOKBACK_MARGIN_MS,
@@ -343,6 +343,9 @@ export class TapSource implements Source<TapCursor> {
             continue;
           }
           if (err instanceof VendorHttpError || err instanceof VendorRequestError) {
+            // A malformed answer is retried like a 5xx: the window stays where it is, nothing of
+            // it is yielded or committed, so its events come with a later, readable answer.
+            if (err instanceof TapMalformedAnswerError) ctx.metrics.inc('tap_malformed_answers_total', { pool });
             const waitMs = retry.next();
             log.warn(
               { err: { code: err.code, message: err.message }, retry_in_ms: waitMs, attempt: retry.attempt },

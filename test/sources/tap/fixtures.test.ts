@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildEvent } from '../../../plugin/sources/tap/event.ts';
-import { parseArrays } from '../../../plugin/sources/tap/client.ts';
+import { MalformedAnswer, parseArrays } from '../../../plugin/sources/tap/client.ts';
 import { eventTimeToMs } from '../../../plugin/util/time.ts';
 import type { TapServiceName } from '../../../plugin/sources/tap/config.ts';
 
@@ -70,8 +70,22 @@ test('lenient parsing: odd elements and shapes', () => {
     assert.ok('rejected' in r, `${JSON.stringify(odd)} is rejected`);
     assert.equal(r.rejected.raw, JSON.stringify(odd));
   }
-  // Missing and malformed array keys (elastic/integrations #9965).
-  const { arrays } = parseArrays({ queryEndTime: 'x', 'messagesDelivered:': [{ a: 1 }], clicksBlocked: null, other: [1] });
+  // Missing and malformed array keys (elastic/integrations #9965); unknown keys are ignored.
+  const { arrays } = parseArrays({ queryEndTime: '2026-11-23T12:00:00Z', 'messagesDelivered:': [{ a: 1 }], other: [1], note: 'x' });
   assert.deepEqual(arrays, { messagesDelivered: [{ a: 1 }] });
-  assert.deepEqual(parseArrays([1, 2]).arrays, {});
+});
+
+test('an answer that is not the documented object of arrays is refused, never read as empty', () => {
+  const end = '2026-11-23T12:00:00Z';
+  const cases: Array<[unknown, RegExp]> = [
+    [[1, 2], /the body is an array, not an object/],
+    [null, /the body is null, not an object/],
+    ['ok', /the body is a string, not an object/],
+    [{ queryEndTime: end, clicksBlocked: null }, /"clicksBlocked" is null, not an array/],
+    [{ queryEndTime: end, clicksBlocked: { id: 'c' } }, /"clicksBlocked" is an object, not an array/],
+    [{ queryEndTime: end, 'messagesDelivered:': '[]' }, /"messagesDelivered:" is a string, not an array/],
+    [{ clicksBlocked: [] }, /no queryEndTime/],
+    [{ queryEndTime: 'x', clicksBlocked: [] }, /queryEndTime is "x", not a timestamp/],
+  ];
+  for (const [body, re] of cases) assert.throws(() => parseArrays(body), (e: unknown) => e instanceof MalformedAnswer && re.test(e.message), JSON.stringify(body));
 });

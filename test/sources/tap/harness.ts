@@ -99,6 +99,11 @@ export class DirectState {
   readonly delivered: Delivered[] = [];
   readonly requestLog = new MemoryRequestLog();
   readonly health = new Map<string, { status: ServiceStatus; reason?: string }>();
+  /** Every health change, in order (the map above keeps only the latest per service). */
+  readonly healthLog: Array<{ service: string; status: ServiceStatus; reason?: string }> = [];
+  /** What the source dead-lettered, in order. */
+  readonly rejectedInputs: Array<{ service: string; reason: string; raw: string }> = [];
+  readonly metrics = new SourceMetricsStore();
   batches = 0;
   commits = 0;
   emptyBatches = 0;
@@ -117,6 +122,7 @@ export class DirectState {
     }
     if (b.events.length === 0) this.emptyBatches++;
     this.rejected += b.rejected?.length ?? 0;
+    for (const r of b.rejected ?? []) this.rejectedInputs.push({ service: b.service, reason: r.reason, raw: r.raw });
     if (b.cursor !== undefined) this.cursors.set(b.service, b.cursor);
     this.commits++;
     b.onCommitted?.({ received: b.events.length, duplicates: b.events.length - sent, sent, deadLettered: b.rejected?.length ?? 0 });
@@ -165,8 +171,13 @@ export function directContext(state: DirectState, clock: Clock, logger: Logger, 
     uncleanShutdown: false,
     resetServices: new Set(),
     requestLog: state.requestLog,
-    health: { set: (service, status, reason) => void state.health.set(service, { status, reason }) },
-    metrics: new SourceMetricsStore().forInput('tap-test'),
+    health: {
+      set: (service, status, reason) => {
+        state.health.set(service, { status, reason });
+        state.healthLog.push({ service, status, reason });
+      },
+    },
+    metrics: state.metrics.forInput('tap-test'),
   };
 }
 
@@ -418,7 +429,7 @@ export interface DriveOptions {
  * turns. Stops when `pred` holds. Time never moves while the source works, so a request is stamped
  * by the simulator with the time the source sent it.
  */
-export async function driveUntil(clock: TrackingClock, sim: TapSimulator, progress: () => string, pred: () => boolean, o: DriveOptions = {}): Promise<void> {
+export async function driveUntil(clock: TrackingClock, sim: Pick<TapSimulator, 'requests' | 'pending'>, progress: () => string, pred: () => boolean, o: DriveOptions = {}): Promise<void> {
   const realDeadline = Date.now() + (o.realMs ?? 30_000);
   const virtualDeadline = clock.now() + (o.maxVirtualMs ?? 30 * DAY);
   let last = '';
