@@ -16,6 +16,7 @@ import { TAP_DEFAULT_URL_BASE, TAP_SERVICES, threatStatusParams, type TapInputCo
 import { TapBadRequestError, TapThrottledError } from './errors.ts';
 import { formatInterval } from './window.ts';
 import { USER_AGENT } from '../../util/user-agent.ts';
+import { registerCredentialPair, vendorText } from '../../telemetry/secrets.ts';
 
 /** Endpoint paths, and the arrays each one returns. */
 export const TAP_PATHS: Record<TapServiceName | 'all', string> = {
@@ -50,8 +51,6 @@ export interface WindowAnswer {
   bytes: number;
 }
 
-const MAX_ERROR_TEXT = 300;
-
 /** The client an input's config describes (the source, and `check --online`). */
 export function tapClientFor(cfg: TapInputConfig, opts: { dispatcher?: Dispatcher; timeoutMs?: number; userAgent?: string } = {}): TapClient {
   return new TapClient({
@@ -75,6 +74,8 @@ export class TapClient {
 
   constructor(o: TapClientOptions) {
     this.#o = o;
+    // Whoever builds the header registers it, so an echo of it is masked however the client was configured.
+    registerCredentialPair(o.username, o.password);
     this.#auth = 'Basic ' + Buffer.from(`${o.username}:${o.password}`, 'utf8').toString('base64');
     this.#ownDispatcher = o.dispatcher === undefined;
     this.#dispatcher = o.dispatcher ?? new EnvHttpProxyAgent();
@@ -126,11 +127,12 @@ export class TapClient {
       try {
         body = JSON.parse(text);
       } catch {
-        throw new VendorHttpError(200, short(text), `TAP API answered HTTP 200 with a body that is not JSON for input ${this.#o.input}, ${where}: ${short(text)}`);
+        const shown = vendorText(text);
+        throw new VendorHttpError(200, shown, `TAP API answered HTTP 200 with a body that is not JSON for input ${this.#o.input}, ${where}: ${shown}`);
       }
       return { status: 200, ...parseArrays(body), bytes };
     }
-    const shown = short(text);
+    const shown = vendorText(text);
     if (status === 401 || status === 403) {
       throw new CredentialsError(
         `TAP API refused the credentials of input ${this.#o.input} (HTTP ${status}${shown ? `: ${shown}` : ''}): ` +
@@ -170,11 +172,6 @@ export function parseArrays(body: unknown): Pick<WindowAnswer, 'arrays' | 'query
     arrays[svc] = arrays[svc] ? arrays[svc]!.concat(value) : value;
   }
   return { arrays, queryEndTime };
-}
-
-function short(text: string): string {
-  const one = text.replace(/\s+/g, ' ').trim();
-  return one.length > MAX_ERROR_TEXT ? one.slice(0, MAX_ERROR_TEXT) + '…' : one;
 }
 
 function describeNetworkError(err: unknown): string {
