@@ -4,6 +4,8 @@
  * 301 request failed. Every error maps to a process exit code: 2 for configuration or usage,
  * 1 for anything at run time.
  */
+import { vendorText } from './telemetry/secrets.ts';
+
 export const ErrorCode = {
   CONFIG: 'SIDECAR_ERR_CONFIG',
   STATE_LOCKED: 'SIDECAR_ERR_STATE_LOCKED',
@@ -62,11 +64,12 @@ export class CredentialsError extends SidecarError {
 /** Code 300: the vendor API answered with an HTTP error. */
 export class VendorHttpError extends SidecarError {
   readonly status: number;
+  /** The answer's text, scrubbed and bounded (`vendorText()`): an error's fields may be logged. */
   readonly body: string;
   constructor(status: number, body: string, message: string, opts: { fatal?: boolean } = {}) {
     super(ErrorCode.VENDOR_HTTP, message, { fatal: opts.fatal ?? false });
     this.status = status;
-    this.body = body;
+    this.body = vendorText(body);
   }
 }
 

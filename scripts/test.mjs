@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * Runs the test suite on Node's test runner (TypeScript through tsx) and scans everything it
- * prints for the test credentials (test/helpers/secrets.ts): a credential in any log line or error
- * message fails the run, even when every test passed.
+ * prints for the test credentials (test/helpers/secrets.ts), as they are and JSON-escaped, and for
+ * the HTTP Basic base64 of each `<x>Principal:<x>...Secret` pair there: a credential in any log
+ * line or error message fails the run, even when every test passed.
  *
  * Usage: node scripts/test.mjs [file or folder ...]   (default: every test/**\/*.test.ts)
  */
@@ -25,7 +26,25 @@ const args = process.argv.slice(2);
 const files = (args.length ? args : ['test']).flatMap((a) => collect(path.resolve(root, a)));
 
 const secretsSource = readFileSync(path.join(root, 'test/helpers/secrets.ts'), 'utf8');
-const secrets = [...secretsSource.matchAll(/:\s*'([^']{8,})'/g)].map((m) => m[1]);
+// Single-quoted literals, with their escapes (\\ \' \") undone.
+const credentials = [...secretsSource.matchAll(/(\w+):\s*'((?:[^'\\\n]|\\.){8,})'/g)].map((m) => ({
+  key: m[1],
+  value: m[2].replace(/\\(.)/g, '$1'),
+}));
+const basicPairs = credentials.flatMap((p) => {
+  const prefix = p.key.endsWith('Principal') ? p.key.slice(0, -'Principal'.length) : undefined;
+  if (!prefix) return [];
+  return credentials
+    .filter((s) => s.key.startsWith(prefix) && s.key.endsWith('Secret'))
+    .map((s) => Buffer.from(`${p.value}:${s.value}`, 'utf8').toString('base64'));
+});
+const escaped = (s) => JSON.stringify(s).slice(1, -1);
+const secrets = [
+  ...new Set([
+    ...credentials.flatMap(({ value }) => [value, escaped(value), escaped(escaped(value))]),
+    ...basicPairs,
+  ]),
+];
 
 const child = spawn(
   process.execPath,
@@ -42,7 +61,7 @@ function scan(which, chunk) {
     const i = text.indexOf(s);
     if (i >= 0 && !leaks.has(s)) leaks.set(s, text.slice(Math.max(0, i - 200), i + s.length + 50));
   }
-  tails[which] = text.slice(-64);
+  tails[which] = text.slice(-128);
 }
 child.stdout.on('data', (c) => {
   process.stdout.write(c);
@@ -54,10 +73,10 @@ child.stderr.on('data', (c) => {
 });
 child.on('close', (code, signal) => {
   if (leaks.size > 0) {
-    process.stderr.write(`\nFAIL: a test credential appeared in the suite's output (${leaks.size} of ${secrets.length}):\n`);
-    for (const [, ctx] of leaks) process.stderr.write(`  ...${ctx.replace(/\s+/g, ' ').replaceAll(/[A-Za-z0-9-]{8,}/g, (w) => (secrets.includes(w) ? '<SECRET>' : w))}...\n`);
+    process.stderr.write(`\nFAIL: a test credential appeared in the suite's output (${leaks.size} of ${secrets.length} forms):\n`);
+    for (const [, ctx] of leaks) process.stderr.write(`  ...${secrets.reduce((t, s) => t.replaceAll(s, '<SECRET>'), ctx).replace(/\s+/g, ' ')}...\n`);
     process.exit(1);
   }
-  process.stderr.write(`secret scan: none of ${secrets.length} test credentials appeared in the output\n`);
+  process.stderr.write(`secret scan: none of ${credentials.length} test credentials (${secrets.length} forms) appeared in the output\n`);
   process.exit(code ?? (signal ? 1 : 0));
 });

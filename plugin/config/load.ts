@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
-import { registerSecret } from '../telemetry/secrets.ts';
+import { registerCredentialPair, registerSecret } from '../telemetry/secrets.ts';
 import { optionsOf, shapeOf, unwrap } from './keys.ts';
 import { configSchema, type Config } from './schema.ts';
 
@@ -177,9 +177,14 @@ export function isSecretKey(at: readonly string[]): boolean {
   return SECRET_KEYS.some((p) => p.length === at.length && p.every((seg, i) => seg === '*' || seg === at[i]));
 }
 
+/**
+ * Every credential, and every username/password pair as HTTP Basic sends it (TAP's service
+ * principal and secret): a server echoing the Authorization header shows only their base64.
+ */
 function registerSecrets(cfg: Record<string, unknown>): void {
   for (const { parent, at } of secretParents(cfg)) {
     for (const [k, v] of Object.entries(parent)) if (isSecretKey([...at, k]) && typeof v === 'string') registerSecret(v);
+    if (typeof parent.username === 'string' && typeof parent.password === 'string') registerCredentialPair(parent.username, parent.password);
   }
 }
 

@@ -20,6 +20,7 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { CoordinationConfig } from '../config/schema.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
+import { vendorText } from '../telemetry/secrets.ts';
 import { LeaseApiError, LeaseConflictError, type Lease, type LeaseApi, type LeaseSpec } from './lease-api.ts';
 
 type K8s = typeof import('@kubernetes/client-node');
@@ -213,8 +214,8 @@ export class KubernetesLeaseApi implements LeaseApi {
     try {
       const body = (err as { body?: unknown }).body;
       const parsed = (typeof body === 'string' ? JSON.parse(body) : body) as { reason?: string; message?: string };
-      reason = parsed?.reason;
-      message = parsed?.message;
+      reason = typeof parsed?.reason === 'string' ? vendorText(parsed.reason) : undefined;
+      message = typeof parsed?.message === 'string' ? vendorText(parsed.message) : undefined;
     } catch {
       // not a Status
     }

@@ -3,6 +3,7 @@
  * metrics read it; `failed` is fatal for that service until restart.
  */
 import type { HealthReporter, ServiceStatus } from '../sources/source.ts';
+import { scrub } from './secrets.ts';
 
 export interface ServiceHealth {
   input: string;
@@ -24,7 +25,9 @@ export class HealthRegistry {
     return { set: (service, status, reason) => this.set(input, service, status, reason) };
   }
 
+  /** The reason is served on /readyz and logged: it is scrubbed like a log line. */
   set(input: string, service: string, status: ServiceStatus, reason?: string): void {
+    if (reason !== undefined) reason = scrub(reason);
     const key = `${input}::${service}`;
     const prev = this.#entries.get(key);
     if (prev && prev.status === status && prev.reason === reason) return;

@@ -97,6 +97,13 @@ test('a missing environment variable is an error naming it and the key', () => {
   ]);
 });
 
+test('loading a config registers the HTTP Basic base64 of the TAP principal:secret, so a server echoing the Authorization header is masked', () => {
+  const principal = 'principal-for-basic-echo';
+  loadConfigObject({ output: { type: 'stdout' }, inputs: { proofpoint_tap: tap({ credentials: { username: principal, password: TEST_SECRETS.tapQuotedSecret } }) } });
+  const b64 = Buffer.from(`${principal}:${TEST_SECRETS.tapQuotedSecret}`, 'utf8').toString('base64');
+  assert.equal(scrub(`the proxy saw ${b64} and ${JSON.stringify(TEST_SECRETS.tapQuotedSecret)}`), 'the proxy saw *** and "***"');
+});
+
 test('secrets can come from *_file keys, relative to the config file', () => {
   const dir = tmpDir();
   writeFileSync(path.join(dir, 'tap-secret'), `${TEST_SECRETS.tapSecret}\n`);

@@ -9,9 +9,7 @@
  * and never the api_key.
  */
 import { CredentialsError, ErrorCode, SidecarError, VendorHttpError, VendorRequestError } from '../../errors.ts';
-
-/** The longest part of a refusal body kept in messages and logs. */
-export const MAX_BODY_CHARS = 512;
+import { vendorText } from '../../telemetry/secrets.ts';
 
 /** 409: the token already has a session for this type. Retryable. */
 export class PodSessionConflictError extends VendorHttpError {
@@ -23,6 +21,7 @@ export class PodSessionConflictError extends VendorHttpError {
 /** 401: credentials, cluster id or remote-syslog licence refused. Code 100, fatal for the service. */
 export class PodCredentialsError extends CredentialsError {
   readonly status: number;
+  /** The answer's text, scrubbed and bounded. */
   readonly body: string;
   constructor(service: string, status: number, body: string) {
     super(
@@ -30,7 +29,7 @@ export class PodCredentialsError extends CredentialsError {
         'check credentials.api_key, credentials.cluster_id and the Remote Syslog licence',
     );
     this.status = status;
-    this.body = body;
+    this.body = vendorText(body);
   }
 }
 
@@ -55,7 +54,7 @@ export function handshakeError(service: string, status: number, body: string): S
   return new VendorHttpError(status, body, `PoD refused the ${service} session (HTTP ${status}: ${quote(body)})`, { fatal });
 }
 
+/** A server's text quoted in a message: scrubbed, cut (`vendorText()`), in double quotes. */
 export function quote(body: string): string {
-  const t = body.replace(/\s+/g, ' ').trim();
-  return JSON.stringify(t.length > MAX_BODY_CHARS ? `${t.slice(0, MAX_BODY_CHARS)}…` : t);
+  return JSON.stringify(vendorText(body));
 }

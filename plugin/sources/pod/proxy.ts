@@ -10,6 +10,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { registerCredentialPair } from '../../telemetry/secrets.ts';
 
 export interface ProxyChoice {
   /** Proxy URL (credentials stripped) for logs. */
@@ -75,6 +76,7 @@ class TunnelAgent extends http.Agent {
     if (this.#proxy.username) {
       const user = decodeURIComponent(this.#proxy.username);
       const pass = decodeURIComponent(this.#proxy.password);
+      registerCredentialPair(user, pass);
       headers['proxy-authorization'] = `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
     }
     const request = (this.#proxy.protocol === 'https:' ? https : http).request({

@@ -21,6 +21,7 @@ import type { Clock } from '../../util/clock.ts';
 import { VendorRequestError, type SidecarError } from '../../errors.ts';
 import { handshakeError, PodSessionError } from './errors.ts';
 import { USER_AGENT } from '../../util/user-agent.ts';
+import { registerSecret, vendorText } from '../../telemetry/secrets.ts';
 
 /** Refusal bodies are short texts; more than this is not read. */
 const MAX_REFUSAL_BODY_BYTES = 64 * 1024;
@@ -57,6 +58,7 @@ export interface OpenedSocket {
 export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
   return new Promise((resolve, reject) => {
     if (o.signal?.aborted) return reject(o.signal.reason);
+    registerSecret(o.apiKey);
     const ws = new WebSocket(o.url, {
       ...o.wsOptions,
       headers: { ...o.wsOptions?.headers, 'User-Agent': o.userAgent ?? USER_AGENT, Authorization: `Bearer ${o.apiKey}` },
@@ -142,6 +144,7 @@ export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
 export interface SessionEnd {
   /** WebSocket close code; 1006 when the connection dropped without a close frame. */
   code: number;
+  /** The server's close reason, scrubbed and bounded (`vendorText()`). */
   reason: string;
   /** The server's close frame was received (an orderly end). */
   closeFrame: boolean;
@@ -206,7 +209,7 @@ export class PodSocket {
       this.#ended = true;
       this.#stopHeartbeat();
       this.#cancelClose?.();
-      resolveEnded({ code, reason: reason.toString('utf8'), closeFrame: code !== 1006, error: this.#error, byClient: this.#byClient });
+      resolveEnded({ code, reason: vendorText(reason.toString('utf8')), closeFrame: code !== 1006, error: this.#error, byClient: this.#byClient });
     };
     ws.on('message', (data: RawData) => (this.#started ? onFrame(data) : early.frames.push(data)));
     const onLife = () => (this.#started ? this.#alive() : (early.contact = true));

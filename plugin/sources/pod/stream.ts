@@ -286,7 +286,7 @@ export class ServiceStream {
     const health = this.#o.ctx.health;
     const e = err instanceof SidecarError ? err : new VendorRequestError(`PoD ${this.name} connection failed: ${err.message}`, err);
     const http = e instanceof VendorHttpError || e instanceof PodCredentialsError ? e : undefined;
-    const base = { mode: step.mode, code: e.code, ...(http ? { status: http.status, server_text: http.body.trim().slice(0, 512) } : {}) };
+    const base = { mode: step.mode, code: e.code, ...(http ? { status: http.status, server_text: http.body } : {}) };
     if (step.mode === 'archive' && http?.status === 400) {
       this.#archiveRejected(step, base);
       return;

@@ -19,6 +19,7 @@ import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError } from '
 import { formatInterval } from './window.ts';
 import { USER_AGENT } from '../../util/user-agent.ts';
 import { parseTimestamp } from '../../util/time.ts';
+import { registerCredentialPair, vendorText } from '../../telemetry/secrets.ts';
 
 /** Endpoint paths, and the arrays each one returns. */
 export const TAP_PATHS: Record<TapServiceName | 'all', string> = {
@@ -53,8 +54,6 @@ export interface WindowAnswer {
   bytes: number;
 }
 
-const MAX_ERROR_TEXT = 300;
-
 /** The client an input's config describes (the source, and `check --online`). */
 export function tapClientFor(cfg: TapInputConfig, opts: { dispatcher?: Dispatcher; timeoutMs?: number; userAgent?: string } = {}): TapClient {
   return new TapClient({
@@ -78,6 +77,8 @@ export class TapClient {
 
   constructor(o: TapClientOptions) {
     this.#o = o;
+    // Whoever builds the header registers it, so an echo of it is masked however the client was configured.
+    registerCredentialPair(o.username, o.password);
     this.#auth = 'Basic ' + Buffer.from(`${o.username}:${o.password}`, 'utf8').toString('base64');
     this.#ownDispatcher = o.dispatcher === undefined;
     this.#dispatcher = o.dispatcher ?? new EnvHttpProxyAgent();
@@ -125,7 +126,7 @@ export class TapClient {
     if (status === 204) return { status: 204, arrays: {}, bytes };
     if (status === 200) {
       const malformed = (problem: string) => {
-        const shown = short(text);
+        const shown = vendorText(text);
         return new TapMalformedAnswerError(
           problem,
           shown,
@@ -148,7 +149,7 @@ export class TapClient {
         throw err;
       }
     }
-    const shown = short(text);
+    const shown = vendorText(text);
     if (status === 401 || status === 403) {
       throw new CredentialsError(
         `TAP API refused the credentials of input ${this.#o.input} (HTTP ${status}${shown ? `: ${shown}` : ''}): ` +
@@ -208,13 +209,6 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
-}
-
-/** One line of at most MAX_ERROR_TEXT characters, read from the start of `text` only. */
-function short(text: string): string {
-  const head = text.slice(0, MAX_ERROR_TEXT * 4);
-  const one = head.replace(/\s+/g, ' ').trim();
-  return one.length > MAX_ERROR_TEXT || head.length < text.length ? one.slice(0, MAX_ERROR_TEXT) + '…' : one;
 }
 
 function describeNetworkError(err: unknown): string {
