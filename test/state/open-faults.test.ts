@@ -146,7 +146,7 @@ test('a read-only state directory gives SIDECAR_ERR_STATE_IO with the file syste
       assert.match(e.message, /LEVEL_IO_ERROR: IO error: .*Read-only file system/);
       assert.match(e.message, /read-only/);
     } finally {
-      execFileSync('umount', [dir]);
+      execFileSync('umount', ['-l', dir]);
       rmSync(dir, { recursive: true, force: true });
     }
     return;
