@@ -9,7 +9,12 @@ import { vendorText } from './telemetry/secrets.ts';
 export const ErrorCode = {
   CONFIG: 'SIDECAR_ERR_CONFIG',
   STATE_LOCKED: 'SIDECAR_ERR_STATE_LOCKED',
+  /** The state was written by a newer layout than this build reads. */
   STATE_VERSION: 'SIDECAR_ERR_STATE_VERSION',
+  /** LevelDB found damaged files in the state (LEVEL_CORRUPTION): `state repair` recovers what it can. */
+  STATE_CORRUPT: 'SIDECAR_ERR_STATE_CORRUPT',
+  /** The file system refused a state read or write (LEVEL_IO_ERROR: read-only, full, permissions). */
+  STATE_IO: 'SIDECAR_ERR_STATE_IO',
   FORWARD_HANDSHAKE: 'SIDECAR_ERR_FORWARD_HANDSHAKE',
   FORWARD_CLOSED: 'SIDECAR_ERR_FORWARD_CLOSED',
   RECORD_TOO_LARGE: 'SIDECAR_ERR_RECORD_TOO_LARGE',

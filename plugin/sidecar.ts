@@ -151,7 +151,13 @@ export class Sidecar {
       await this.coordinator?.release(r.clean);
       await this.store.close({ clean: r.clean });
       await this.http?.close();
+      const commitFailures = this.pipeline.commitFailures();
       if (r.clean) this.#logger.info('Sidecar stopped; every acknowledged batch is committed.');
+      else if (commitFailures.length > 0)
+        this.#logger.error(
+          { uncommitted_batches: r.uncommittedBatches, inputs: commitFailures.map((f) => ({ input_id: f.input, code: f.code, pending_batches: f.pendingBatches })) },
+          `Sidecar stopped while commits are failing: ${commitFailures[0]!.cause}; the next start re-reads the uncommitted batches.`,
+        );
       else if (r.failedSources.length > 0)
         this.#logger.warn(
           { failed_inputs: r.failedSources, uncommitted_batches: r.uncommittedBatches },

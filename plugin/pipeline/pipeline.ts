@@ -26,6 +26,22 @@ import { SourceMetricsStore } from '../telemetry/source-metrics.ts';
 import { DeadLetterFile, type DeadLetterEntry } from './dead-letter.ts';
 import { USER_AGENT } from '../util/user-agent.ts';
 import { fingerprint } from '../coordination/carried-state.ts';
+import { stateError } from '../state/faults.ts';
+import { levelFault } from '../state/level.ts';
+
+/** Retries of a failed commit wait 1 s, doubling to at most 30 s. */
+export const COMMIT_RETRY_MIN_MS = 1_000;
+export const COMMIT_RETRY_MAX_MS = 30_000;
+
+/** A source whose oldest acknowledged batch cannot be committed (the state refuses writes). */
+interface CommitFault {
+  /** The state error (STATE_IO, STATE_CORRUPT) naming LevelDB's cause. */
+  error: Error & { code?: unknown };
+  cause: string;
+  since: number;
+  attempts: number;
+  cancelRetry?: () => void;
+}
 
 export interface PipelineOptions {
   store: StateStore;
@@ -84,6 +100,8 @@ interface SourceRun {
   /** Called (and cleared) whenever a batch of this source commits. */
   waiters: Array<() => void>;
   failed?: Error;
+  /** Set while commits fail: pulling pauses until one succeeds (retried on a timer). */
+  commitFault?: CommitFault;
   done: boolean;
   /** Aborted when the pipeline stops or this source alone is stopped (feed released or lost). */
   abort: AbortController;
@@ -265,7 +283,7 @@ export class Pipeline {
         // source is only finishing what it holds, so take it without waiting.
         if (!signal.aborted) {
           await this.#sink.waitForCapacity(signal).catch(() => {});
-          while (run.pending.length >= this.#maxPending && !signal.aborted) {
+          while ((run.pending.length >= this.#maxPending || run.commitFault !== undefined) && !signal.aborted) {
             await new Promise<void>((resolve) => {
               run.waiters.push(resolve);
               signal.addEventListener('abort', () => resolve(), { once: true });
@@ -425,11 +443,12 @@ export class Pipeline {
             keysTtlMs: spec.dedupMaxAgeMs,
           });
         } catch (err) {
-          // LevelDB refusing a write is not recoverable here; keep the batch pending so the cursor
-          // never moves past it, and say so loudly.
-          this.#logger.error({ input_id: run.source.id, service: batch.service, err: (err as Error).message }, 'Cursor commit failed.');
+          // The batch stays pending so the cursor never moves past it; pulling pauses and the
+          // commit is retried on a timer, so a quiet stream recovers without another ack.
+          this.#commitFailed(run, batch.service, err);
           return;
         }
+        if (run.commitFault) this.#commitRecovered(run);
         run.pending.shift();
         const inFlight = run.inFlight.get(batch.service);
         for (const k of keys) inFlight?.delete(k);
@@ -446,6 +465,59 @@ export class Pipeline {
         }
       }
     });
+  }
+
+  #commitFailed(run: SourceRun, service: string, err: unknown): void {
+    const { source } = run;
+    const error = stateError(err, this.#store.dir, 'write');
+    const cause = levelFault(err).cause;
+    const fault: CommitFault = run.commitFault ?? { error, cause, since: this.#clock.now(), attempts: 0 };
+    fault.error = error;
+    fault.cause = cause;
+    fault.attempts++;
+    fault.cancelRetry?.();
+    fault.cancelRetry = undefined;
+    run.commitFault = fault;
+    for (const spec of source.services) this.health.setCommitFailing(source.id, spec.name, cause);
+    // Stopping, the stop makes the last attempt (#allCommitted).
+    const stopping = this.#abort.signal.aborted || this.#store.closed;
+    const retryMs = Math.min(COMMIT_RETRY_MIN_MS * 2 ** (fault.attempts - 1), COMMIT_RETRY_MAX_MS);
+    const fields = {
+      input_id: source.id,
+      service,
+      code: error.code,
+      level_code: levelFault(err).levelCode,
+      cause,
+      attempt: fault.attempts,
+      pending_batches: run.pending.length,
+      ...(stopping ? {} : { retry_in_ms: retryMs }),
+    };
+    const msg = 'Cursor commit failed: pulling from this input is paused until a commit succeeds; the batch is kept and retried.';
+    if (fault.attempts === 1) this.#logger.error(fields, msg);
+    else this.#logger.warn(fields, msg);
+    if (stopping) return;
+    fault.cancelRetry = this.#clock.setTimer(retryMs, () => {
+      fault.cancelRetry = undefined;
+      if (!this.#store.closed && run.commitFault === fault) this.#commitReady(run);
+    });
+  }
+
+  #commitRecovered(run: SourceRun): void {
+    const fault = run.commitFault!;
+    fault.cancelRetry?.();
+    run.commitFault = undefined;
+    for (const spec of run.source.services) this.health.setCommitFailing(run.source.id, spec.name, undefined);
+    this.#logger.info(
+      { input_id: run.source.id, failed_for_ms: this.#clock.now() - fault.since, attempts: fault.attempts },
+      'Cursor commits succeed again; pulling resumes.',
+    );
+  }
+
+  /** Sources whose commits are failing now, with the cause (for the stop summary). */
+  commitFailures(): Array<{ input: string; code: unknown; cause: string; pendingBatches: number }> {
+    return this.#runs
+      .filter((r) => r.commitFault)
+      .map((r) => ({ input: r.source.id, code: r.commitFault!.error.code, cause: r.commitFault!.cause, pendingBatches: r.pending.length }));
   }
 
   #scheduleSweep(): void {
@@ -514,8 +586,20 @@ export class Pipeline {
   }
 
   async #allCommitted(runs: SourceRun[] = this.#runs): Promise<void> {
+    const attempted = new Set<SourceRun>();
     for (;;) {
-      const waiting = runs.filter((r) => r.pending.length > 0 && !r.pending.every((p) => p.failed));
+      // A source whose commits fail gets one more attempt now; waiting longer would only hold up
+      // the stop (its batches are read again after the restart).
+      for (const r of runs) {
+        const f = r.commitFault;
+        if (!f || attempted.has(r)) continue;
+        attempted.add(r);
+        f.cancelRetry?.();
+        f.cancelRetry = undefined;
+        this.#commitReady(r);
+        await r.committing;
+      }
+      const waiting = runs.filter((r) => r.pending.length > 0 && !r.pending.every((p) => p.failed) && !(r.commitFault && attempted.has(r)));
       if (waiting.length === 0) return;
       await Promise.race([
         ...waiting.map((r) => new Promise<void>((resolve) => r.waiters.push(resolve))),

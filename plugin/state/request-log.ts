@@ -4,7 +4,7 @@
  * `<input>::<pool>::<time, 15 digits>::<seq>`.
  */
 import type { RequestLog } from '../sources/source.ts';
-import type { Sublevel } from './level.ts';
+import type { StateGuard, Sublevel } from './level.ts';
 
 function pad(ms: number): string {
   return String(Math.max(0, Math.floor(ms))).padStart(15, '0');
@@ -12,10 +12,12 @@ function pad(ms: number): string {
 
 export class PersistedRequestLog {
   readonly #db: Sublevel;
+  readonly #guard?: StateGuard;
   #seq = 0;
 
-  constructor(db: Sublevel) {
+  constructor(db: Sublevel, guard?: StateGuard) {
     this.#db = db;
+    this.#guard = guard;
   }
 
   /** The request log of one input, as sources see it. */
@@ -29,21 +31,26 @@ export class PersistedRequestLog {
 
   async record(input: string, pool: string, at: number): Promise<void> {
     this.#seq = (this.#seq + 1) % 1_000_000;
-    await this.#db.put(`${input}::${pool}::${pad(at)}::${String(this.#seq).padStart(6, '0')}`, '');
+    const key = `${input}::${pool}::${pad(at)}::${String(this.#seq).padStart(6, '0')}`;
+    await (this.#guard ? this.#guard.write(() => this.#db.put(key, '')) : this.#db.put(key, ''));
   }
 
   async list(input: string, pool: string, since: number): Promise<number[]> {
     const prefix = `${input}::${pool}::`;
-    const out: number[] = [];
-    for await (const key of this.#db.keys({ gte: prefix + pad(since), lt: prefix + '\xff' })) {
-      out.push(Number(key.slice(prefix.length, prefix.length + 15)));
-    }
-    return out;
+    const read = async () => {
+      const out: number[] = [];
+      for await (const key of this.#db.keys({ gte: prefix + pad(since), lt: prefix + '\xff' })) {
+        out.push(Number(key.slice(prefix.length, prefix.length + 15)));
+      }
+      return out;
+    };
+    return this.#guard ? this.#guard.read(read) : read();
   }
 
   async prune(input: string, pool: string, before: number): Promise<void> {
     const prefix = `${input}::${pool}::`;
-    await this.#db.clear({ gte: prefix, lt: prefix + pad(before) });
+    const clear = () => this.#db.clear({ gte: prefix, lt: prefix + pad(before) });
+    await (this.#guard ? this.#guard.write(clear) : clear());
   }
 
   /** Pools with entries, per input, with their counts since `since` (for `state show`). */

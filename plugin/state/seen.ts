@@ -14,7 +14,8 @@
  * long outage and the replay would deliver it twice. The clock is kept in `meta` with the keys.
  */
 import type { Clock } from '../util/clock.ts';
-import { jsonSublevel, writeBatch, type BatchOp, type Db, type Sublevel } from './level.ts';
+import { stateError } from './faults.ts';
+import { jsonSublevel, writeBatch, type BatchOp, type Db, type StateGuard, type Sublevel } from './level.ts';
 
 type BatchOps = BatchOp[];
 
@@ -48,6 +49,7 @@ export class SeenWindow {
   readonly #seen: Sublevel;
   readonly #exp: Sublevel;
   readonly #clock: Clock;
+  readonly #guard?: StateGuard;
   /** Key counts per scope, loaded lazily from meta and kept in step with commits. */
   readonly #counts = new Map<string, number>();
   /** Progress clocks per scope, loaded with the counts. */
@@ -55,12 +57,23 @@ export class SeenWindow {
   /** Clocks written by a batch not yet known to be committed. */
   readonly #pendingClocks = new Map<string, ProgressClock>();
 
-  constructor(db: Db, meta: Sublevel, clock: Clock) {
+  constructor(db: Db, meta: Sublevel, clock: Clock, guard?: StateGuard) {
     this.#db = db;
     this.#meta = meta;
     this.#seen = jsonSublevel(db, 'seen');
     this.#exp = db.sublevel<string, string>('seen_exp', { valueEncoding: 'utf8' }) as Sublevel;
+    guard?.track(this.#seen);
+    guard?.track(this.#exp);
     this.#clock = clock;
+    this.#guard = guard;
+  }
+
+  #read<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#guard ? this.#guard.read(fn) : fn();
+  }
+
+  #write<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#guard ? this.#guard.write(fn) : fn();
   }
 
   /** The scope's progress time now (see the module comment). */
@@ -74,7 +87,13 @@ export class SeenWindow {
   async has(scope: string, keys: readonly string[]): Promise<boolean[]> {
     if (keys.length === 0) return [];
     const now = this.progressNow(scope);
-    const values = await this.#seen.getMany(keys.map((k) => `${scope}::${k}`));
+    let values: unknown[];
+    try {
+      values = await this.#read(() => this.#seen.getMany(keys.map((k) => `${scope}::${k}`)));
+    } catch (err) {
+      // A damaged table holding de-dup keys is found here (the open reads only meta and cursors).
+      throw this.#guard ? stateError(err, this.#guard.dir, 'read') : err;
+    }
     return values.map((v) => typeof v === 'number' && v > now);
   }
 
@@ -113,7 +132,7 @@ export class SeenWindow {
    * it). A scope without a clock (new, or state from before clocks) starts at wall time.
    */
   async load(scope: string): Promise<number> {
-    const [stored, clock] = (await this.#meta.getMany([`seen_count::${scope}`, `seen_clock::${scope}`])) as [
+    const [stored, clock] = (await this.#read(() => this.#meta.getMany([`seen_count::${scope}`, `seen_clock::${scope}`]))) as [
       number | undefined,
       ProgressClock | undefined,
     ];
@@ -166,7 +185,7 @@ export class SeenWindow {
       });
       const count = Math.max(0, this.count(scope) - removed);
       ops.push({ type: 'put', sublevel: this.#meta, key: `seen_count::${scope}`, value: count });
-      await writeBatch(this.#db, ops);
+      await this.#write(() => writeBatch(this.#db, ops));
       this.#counts.set(scope, count);
       deleted += removed;
       if (n < take) break;

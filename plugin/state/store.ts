@@ -22,7 +22,8 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Level } from 'level';
-import { jsonSublevel, writeBatch, type BatchOp, type Db, type Sublevel } from './level.ts';
+import { jsonSublevel, StateGuard, writeBatch, type BatchOp, type Db, type Sublevel } from './level.ts';
+import { stateError } from './faults.ts';
 import type { Logger } from 'pino';
 import { ErrorCode, SidecarError } from '../errors.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
@@ -69,6 +70,8 @@ export class StateStore {
   readonly cursors: Sublevel;
   readonly seen: SeenWindow;
   readonly requests: PersistedRequestLog;
+  /** Orders reads and writes with the recovery from a failed write (state/level.ts). */
+  readonly guard: StateGuard;
   /** True when the previous process using this directory did not shut down cleanly. */
   readonly uncleanShutdown: boolean;
   readonly #clock: Clock;
@@ -79,10 +82,11 @@ export class StateStore {
   private constructor(dir: string, db: Db, unclean: boolean, clock: Clock, logger: Logger, maintenance: boolean) {
     this.dir = dir;
     this.db = db;
-    this.meta = jsonSublevel(db, 'meta');
-    this.cursors = jsonSublevel(db, 'cursor');
-    this.seen = new SeenWindow(db, this.meta, clock);
-    this.requests = new PersistedRequestLog(db.sublevel<string, any>('reqlog', { valueEncoding: 'utf8' }));
+    this.guard = new StateGuard(db, dir);
+    this.meta = this.guard.track(jsonSublevel(db, 'meta'));
+    this.cursors = this.guard.track(jsonSublevel(db, 'cursor'));
+    this.seen = new SeenWindow(db, this.meta, clock, this.guard);
+    this.requests = new PersistedRequestLog(this.guard.track(db.sublevel<string, any>('reqlog', { valueEncoding: 'utf8' }) as Sublevel), this.guard);
     this.uncleanShutdown = unclean;
     this.#clock = clock;
     this.#logger = logger;
@@ -117,12 +121,10 @@ export class StateStore {
           { fatal: true, cause: err },
         );
       }
-      throw new SidecarError(ErrorCode.STATE_VERSION, `Cannot open state in ${abs}: ${(err as Error).message}`, {
-        fatal: true,
-        cause: err,
-      });
+      throw stateError(err, abs, 'open');
     }
     try {
+      await verifyReadable(db, abs);
       await migrate(db, abs, logger);
       const meta = jsonSublevel(db, 'meta');
       const running = (await meta.get('running')) as { pid: number; started_at: number } | undefined;
@@ -136,12 +138,12 @@ export class StateStore {
       return new StateStore(abs, db, running !== undefined, clock, logger, opts.maintenance ?? false);
     } catch (err) {
       await db.close().catch(() => {});
-      throw err;
+      throw err instanceof SidecarError ? err : stateError(err, abs, 'read');
     }
   }
 
   async getCursor<C = unknown>(input: string, service: string): Promise<StoredCursor<C> | undefined> {
-    return (await this.cursors.get(scopeOf(input, service))) as StoredCursor<C> | undefined;
+    return (await this.guard.read(() => this.cursors.get(scopeOf(input, service)))) as StoredCursor<C> | undefined;
   }
 
   /** Writes a batch's cursor and de-dup keys atomically. */
@@ -153,7 +155,7 @@ export class StateStore {
       ops.push({ type: 'put', sublevel: this.cursors, key: scope, value });
     }
     this.seen.addToBatch(ops, scope, op.keys, op.keysTtlMs);
-    await writeBatch(this.db, ops);
+    await this.guard.write(() => writeBatch(this.db, ops));
     this.seen.afterCommit(scope, op.keys.length);
   }
 
@@ -171,10 +173,12 @@ export class StateStore {
   async adoptCursor(input: string, service: string, cursor: unknown, startTime: string | null): Promise<void> {
     const scope = scopeOf(input, service);
     const value: StoredCursor = { v: 1, cursor, committed_at: this.#clock.now() };
-    await writeBatch(this.db, [
-      { type: 'put', sublevel: this.cursors, key: scope, value },
-      { type: 'put', sublevel: this.meta, key: `start_time::${scope}`, value: { value: startTime } },
-    ]);
+    await this.guard.write(() =>
+      writeBatch(this.db, [
+        { type: 'put', sublevel: this.cursors, key: scope, value },
+        { type: 'put', sublevel: this.meta, key: `start_time::${scope}`, value: { value: startTime } },
+      ]),
+    );
   }
 
   /**
@@ -190,7 +194,7 @@ export class StateStore {
     if (stored !== undefined && stored.value === now) return false;
     const hadState = stored !== undefined || (await this.cursors.get(scope)) !== undefined;
     if (hadState) await this.resetService(input, service);
-    await this.meta.put(key, { value: now });
+    await this.guard.write(() => this.meta.put(key, { value: now }));
     if (hadState && stored !== undefined) {
       this.#logger.warn(
         { input, service, previous_start_time: stored.value, start_time: now },
@@ -204,9 +208,11 @@ export class StateStore {
   /** Deletes a service's cursor and de-dup keys (state reset). */
   async resetService(input: string, service: string): Promise<void> {
     const scope = scopeOf(input, service);
-    await this.cursors.del(scope);
-    await this.meta.del(`start_time::${scope}`);
-    await this.seen.clearScope(scope);
+    await this.guard.write(async () => {
+      await this.cursors.del(scope);
+      await this.meta.del(`start_time::${scope}`);
+      await this.seen.clearScope(scope);
+    });
   }
 
   /** Every stored cursor, for `state show`. */
@@ -236,8 +242,28 @@ export class StateStore {
   async close(opts: { clean?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.guard.close();
+    // Closed by a reopen that failed (state/level.ts): nothing to write or close.
+    if (!this.guard.open) return;
     if (opts.clean !== false && !this.#maintenance) await this.meta.del('running');
     await this.db.close();
+  }
+}
+
+/**
+ * Reads every entry of the small ranges a start needs (meta, cursors): a damaged table holding
+ * them is found at open, not at the first look-up. The de-dup keys are too many to read here;
+ * damage there surfaces as STATE_CORRUPT at the look-up that hits it.
+ */
+async function verifyReadable(db: Db, dir: string): Promise<void> {
+  try {
+    for (const name of ['meta', 'cursor']) {
+      for await (const _ of jsonSublevel(db, name).iterator({ fillCache: false } as any)) {
+        // Reading is the check.
+      }
+    }
+  } catch (err) {
+    throw stateError(err, dir, 'read');
   }
 }
 

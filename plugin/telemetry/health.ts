@@ -11,10 +11,14 @@ export interface ServiceHealth {
   status: ServiceStatus;
   reason?: string;
   since: number;
+  /** Set while the pipeline cannot commit this service's cursor (the state refuses writes). */
+  commitFailing?: string;
 }
 
 export class HealthRegistry {
   readonly #entries = new Map<string, ServiceHealth>();
+  /** Commit faults per service, kept apart so a source reporting `ok` does not hide one. */
+  readonly #commitFaults = new Map<string, { reason: string; since: number }>();
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -34,12 +38,35 @@ export class HealthRegistry {
     this.#entries.set(key, { input, service, status, reason, since: this.#now() });
   }
 
+  /**
+   * Marks (reason) or clears (undefined) a service whose commits fail: it reads `degraded` with
+   * that reason, whatever its source reports, until cleared. `failed` and `stopped` stay as they are.
+   */
+  setCommitFailing(input: string, service: string, reason: string | undefined): void {
+    const key = `${input}::${service}`;
+    if (reason === undefined) this.#commitFaults.delete(key);
+    else if (this.#commitFaults.get(key)?.reason !== reason) this.#commitFaults.set(key, { reason, since: this.#now() });
+  }
+
   get(input: string, service: string): ServiceHealth | undefined {
-    return this.#entries.get(`${input}::${service}`);
+    const key = `${input}::${service}`;
+    return this.#effective(this.#entries.get(key), this.#commitFaults.get(key));
   }
 
   all(): ServiceHealth[] {
-    return [...this.#entries.values()];
+    return [...this.#entries].map(([key, h]) => this.#effective(h, this.#commitFaults.get(key))!);
+  }
+
+  #effective(h: ServiceHealth | undefined, fault: { reason: string; since: number } | undefined): ServiceHealth | undefined {
+    if (!h || !fault) return h;
+    const reason = `commits are failing: ${fault.reason}`;
+    if (h.status === 'failed' || h.status === 'stopped') return { ...h, commitFailing: fault.reason };
+    return { ...h, status: 'degraded', reason, since: fault.since, commitFailing: fault.reason };
+  }
+
+  /** True when at least one service cannot commit. */
+  anyCommitFailing(): boolean {
+    return this.#commitFaults.size > 0;
   }
 
   /** True when at least one service is fatally failed. */

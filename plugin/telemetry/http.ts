@@ -1,7 +1,8 @@
 /**
  * The operational endpoints on `globals.http.listen` (loopback by default):
  *   /healthz  the process is alive (200)
- *   /readyz   state open, output connected, no service in a fatal error (200, else 503 with why)
+ *   /readyz   state open and taking commits, output connected, no service in a fatal error
+ *             (200, else 503 with why)
  *   /metrics  Prometheus text format
  * Metrics are read from the pipeline, the sink and the health registry at scrape time, so the hot
  * path counts nothing twice.
@@ -39,6 +40,7 @@ export function readiness(d: HttpDeps): Readiness {
   if (!d.sink.stats().connected) reasons.push(`output (${d.sink.kind}) is not connected`);
   for (const h of d.pipeline.health.all()) {
     if (h.status === 'failed') reasons.push(`${h.input}/${h.service} failed: ${h.reason ?? 'fatal error'}`);
+    else if (h.commitFailing !== undefined) reasons.push(`${h.input}/${h.service}: state commits are failing (${h.commitFailing})`);
   }
   const notes: string[] = [];
   if (d.coordinator) {
