@@ -16,13 +16,16 @@ const FIXTURES = new URL('../../../../shared/fixtures/pod/', import.meta.url);
 
 async function sidecarWithReceiver(t: { after(fn: () => unknown): void }) {
   const sim = await startPodSimulator({ ...simBase(), rate: { maillog: 0, message: 20, audit: 0 }, historyMs: 1000 });
-  t.after(() => sim.close());
   const receiver = new ForwardReceiver();
   await receiver.listen(0);
-  t.after(() => receiver.close());
   const sink = new ForwardSink(forwardConfig({ port: receiver.port }));
   const sc = await startSidecar({ cfg: podConfig(sim, {}, { message: {} }), stateDir: tmpDir(), sink });
-  t.after(() => sc.stop());
+  // The sidecar first (it drains to the receiver), then what it talks to.
+  t.after(async () => {
+    await sc.stop();
+    await receiver.close();
+    await sim.close();
+  });
   const guids = () => receiver.records.map((r) => (JSON.parse(r.record.message as string) as { guid: string }).guid);
   await until(() => receiver.records.length >= 5, 'the first events');
   return { sim, receiver, sc, guids };
