@@ -428,9 +428,11 @@ export class ForwardClient {
     this.#detach(conn);
     if (this.#closed) return;
     let err = conn.error;
-    if (err === undefined && phase === 'pong') {
+    if (phase === 'pong' && !(err instanceof HandshakeError)) {
+      // in_forward refuses a wrong key by closing (FIN or reset) without a PONG.
       err = new HandshakeError(
         `${this.#target} closed the connection after PING without a PONG: output.shared_key does not match the forward input's shared_key`,
+        { cause: err },
       );
     }
     err ??= new SidecarError(ErrorCode.FORWARD_CLOSED, `${this.#target} closed the connection`);

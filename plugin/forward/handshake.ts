@@ -1,17 +1,25 @@
 /**
  * The forward protocol's shared-key handshake, as Fluent Bit's in_forward (v3+) runs it
- * (forward-and-devo.md §1, §2, §8):
+ * (plugins/in_forward/fw_prot.c upstream; the client side mirrors plugins/out_forward/forward.c):
  *
- *   server → HELO  ['HELO', {nonce, auth}]          nonce/auth: 16 random bytes in a msgpack str
+ *   server → HELO  ['HELO', {nonce, auth}]          nonce, auth: 16 random bytes each in a msgpack str
  *   client → PING  ['PING', self_hostname, salt, sha512_hex(salt + self_hostname + nonce + key),
- *                   username | '', username ? sha512_hex(auth + username + password) : '']
+ *                   username, sha512_hex(auth + username + password)]
  *   server → PONG  ['PONG', auth_result, reason, server_hostname,
  *                   sha512_hex(salt + server_hostname + nonce + key)]
  *
- * Fluent Bit reads PING into a 1,024-byte buffer and wants exactly six msgpack **str** elements
- * (a bin salt is refused). On a wrong key it closes without a PONG; on a wrong user it sends
- * PONG false. Anything written before PONG is dropped silently, so no data goes out before
- * `verifyPong` succeeds. Errors name the reason and never carry the key or the password.
+ * Fluent Bit sends the 16-byte `auth` salt in every HELO, with or without `security.users`, and
+ * checks the user fields only when `security.users` is set. So the user fields are no signal that
+ * users are required: without output.username the client sends an empty username and
+ * sha512_hex(auth), byte for byte what out_forward sends; a HELO with an empty `auth` (Fluentd
+ * without user_auth) gets two empty strings.
+ *
+ * Fluent Bit reads PING with one read into a 1,024-byte buffer (1,023 bytes usable) and wants
+ * exactly six msgpack **str** elements (a bin salt is refused). On a wrong key it logs
+ * "shared_key mismatch" and closes without a PONG; on an unknown user or a wrong password it
+ * sends PONG false with "username/password mismatch". Anything written before PONG is dropped
+ * silently, so no data goes out before `verifyPong` succeeds. Errors name the config key to fix
+ * and never carry the key or the password.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { SidecarError, ErrorCode } from '../errors.ts';
@@ -26,17 +34,17 @@ export interface HandshakeCredentials {
 
 export interface Helo {
   nonce: Buffer;
-  /** Salt for the user digest; empty when Fluent Bit has no `security.users`. */
+  /** Salt for the user digest: 16 bytes from Fluent Bit whether or not it has `security.users`. */
   auth: Buffer;
   keepalive?: boolean;
 }
 
-/** Fluent Bit reads PING into a buffer of this size. */
-export const MAX_PING_BYTES = 1024;
+/** Fluent Bit reads PING in one read of at most this many bytes (a 1,024-byte buffer less one). */
+export const MAX_PING_BYTES = 1023;
 
 export class HandshakeError extends SidecarError {
-  constructor(message: string) {
-    super(ErrorCode.FORWARD_HANDSHAKE, `Forward handshake with Fluent Bit failed: ${message}`);
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(ErrorCode.FORWARD_HANDSHAKE, `Forward handshake with Fluent Bit failed: ${message}`, opts);
   }
 }
 
@@ -80,17 +88,15 @@ export function encodePing(helo: Helo, creds: HandshakeCredentials, salt: string
   if (creds.username !== undefined && creds.password === undefined) {
     throw new HandshakeError('username is set without password');
   }
-  if (helo.auth.length > 0 && creds.username === undefined) {
-    throw new HandshakeError('Fluent Bit asks for user authentication (security.users) but output.username is not set');
-  }
   const user = creds.username ?? '';
+  const withUserFields = helo.auth.length > 0 || user !== '';
   const fields = [
     'PING',
     creds.selfHostname,
     salt,
     sharedKeyDigest(salt, creds.selfHostname, helo.nonce, creds.sharedKey),
     user,
-    user === '' ? '' : passwordDigest(helo.auth, user, creds.password!),
+    withUserFields ? passwordDigest(helo.auth, user, creds.password ?? '') : '',
   ];
   const parts: Buffer[] = [Buffer.from([0x96])];
   for (const f of fields) parts.push(strHeader(Buffer.byteLength(f, 'utf8')), Buffer.from(f, 'utf8'));
@@ -111,8 +117,13 @@ export function verifyPong(msg: Value, helo: Helo, creds: HandshakeCredentials, 
   }
   const [, ok, reason, host, digest] = msg;
   if (ok !== true) {
+    // in_forward answers PONG false only to user authentication; a wrong key gets no PONG at all.
     const why = Buffer.isBuffer(reason) && reason.length > 0 ? redact(reason.toString('utf8'), creds) : 'no reason given';
-    throw new HandshakeError(`Fluent Bit refused authentication (${why}); check output.username/password against security.users`);
+    throw new HandshakeError(
+      creds.username === undefined
+        ? `Fluent Bit refused authentication (${why}): its forward input has security.users and output.username is not set; set output.username and output.password to one of its users`
+        : `Fluent Bit refused authentication (${why}); check output.username and output.password against the forward input's security.users`,
+    );
   }
   if (!Buffer.isBuffer(host) || !Buffer.isBuffer(digest)) {
     throw new HandshakeError('PONG has no server hostname or digest');
@@ -121,7 +132,7 @@ export function verifyPong(msg: Value, helo: Helo, creds: HandshakeCredentials, 
   const expected = sharedKeyDigest(salt, serverHostname, helo.nonce, creds.sharedKey);
   if (digest.toString('latin1') !== expected) {
     throw new HandshakeError(
-      `the PONG digest from "${redact(serverHostname, creds)}" does not match: the server does not hold our shared_key`,
+      `the PONG digest from "${redact(serverHostname, creds)}" does not match: the server does not hold the key in output.shared_key`,
     );
   }
   return serverHostname;

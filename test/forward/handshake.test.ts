@@ -3,7 +3,9 @@
  *
  *   printf '0123456789abcdef0123456789abcdef' 'sidecar' '\xff\x01..\x0f' 'secret' | sha512sum
  *
- * and HELO parsing at byte level, where nonce and auth are random bytes inside a msgpack str.
+ * HELO parsing at byte level, where nonce and auth are random bytes inside a msgpack str, and the
+ * whole handshake through ForwardSink against test/helpers/forward-receiver.ts behaving as Fluent
+ * Bit's in_forward: a 16-byte auth salt in every HELO, users checked only with security.users.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,11 +15,17 @@ import {
   HandshakeError,
   parseHelo,
   passwordDigest,
+  MAX_PING_BYTES,
   sharedKeyDigest,
   verifyPong,
 } from '../../plugin/forward/handshake.ts';
 import { decodeOne } from '../../plugin/forward/reader.ts';
-import { ErrorCode } from '../../plugin/errors.ts';
+import { ForwardSink } from '../../plugin/forward/sink.ts';
+import { ErrorCode, type SidecarError } from '../../plugin/errors.ts';
+import type { ForwardOutputConfig } from '../../plugin/config/schema.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
+import { ForwardReceiver, captureLogger, forwardConfig, waitUntil } from '../helpers/forward-receiver.ts';
+import { TEST_SECRETS } from '../helpers/secrets.ts';
 
 const SALT = '0123456789abcdef0123456789abcdef';
 const NONCE = Buffer.from('ff0102030405060708090a0b0c0d0e0f', 'hex'); // not valid UTF-8
@@ -77,10 +85,22 @@ test('PING with security.users carries the username and the password digest over
   const helo = parseHelo(decodeOne(heloBytes(AUTH)));
   const ping = encodePing(helo, { sharedKey: 'secret', selfHostname: 'sidecar', username: 'alice', password: 'pa55word' }, SALT);
   assert.deepEqual(decode(ping), ['PING', 'sidecar', SALT, CLIENT_DIGEST, 'alice', PASSWORD_DIGEST]);
-  assert.throws(
-    () => encodePing(helo, { sharedKey: 'secret', selfHostname: 'sidecar' }, SALT),
-    /asks for user authentication.*output\.username/,
-  );
+});
+
+test('HELO with an auth salt and no output.username: PING has an empty username and the salt\'s digest, as out_forward sends', () => {
+  const helo = parseHelo(decodeOne(heloBytes(AUTH)));
+  const ping = encodePing(helo, { sharedKey: 'secret', selfHostname: 'sidecar' }, SALT);
+  // plugins/out_forward/forward.c sends username "" and sha512_hex(auth + "" + "") whenever HELO has auth.
+  assert.deepEqual(decode(ping), ['PING', 'sidecar', SALT, CLIENT_DIGEST, '', passwordDigest(AUTH, '', '')]);
+});
+
+test('PING fits the one 1,023-byte read Fluent Bit gives it; one byte more is refused before sending', () => {
+  const helo = parseHelo(decodeOne(heloBytes(Buffer.alloc(0))));
+  // 172 bytes besides the hostname, whose str16 header takes 3.
+  const fits = encodePing(helo, { sharedKey: 'secret', selfHostname: 'h'.repeat(848) }, SALT);
+  assert.equal(fits.length, MAX_PING_BYTES);
+  assert.equal(MAX_PING_BYTES, 1023);
+  assert.throws(() => encodePing(helo, { sharedKey: 'secret', selfHostname: 'h'.repeat(849) }, SALT), /PING would be 1024 bytes, over Fluent Bit's 1023/);
 });
 
 test('PONG verifies with the server hostname in the digest', () => {
@@ -90,7 +110,16 @@ test('PONG verifies with the server hostname in the digest', () => {
     decodeOne(Buffer.from(pack(['PONG', ok, reason, 'fluent-bit', digest])));
   assert.equal(verifyPong(pong(true, '', SERVER_DIGEST), helo, creds, SALT), 'fluent-bit');
   assert.throws(() => verifyPong(pong(true, '', CLIENT_DIGEST), helo, creds, SALT), /digest.*does not match/);
-  assert.throws(() => verifyPong(pong(false, 'username/password mismatch', ''), helo, creds, SALT), /refused authentication \(username\/password mismatch\)/);
+  assert.throws(() => verifyPong(pong(true, '', CLIENT_DIGEST), helo, creds, SALT), /output\.shared_key/);
+  // PONG false is in_forward's answer to a user it does not know; without a username, say to set one.
+  assert.throws(
+    () => verifyPong(pong(false, 'username/password mismatch', ''), helo, creds, SALT),
+    /refused authentication \(username\/password mismatch\).*output\.username is not set/,
+  );
+  assert.throws(
+    () => verifyPong(pong(false, 'username/password mismatch', ''), helo, { ...creds, username: 'alice', password: 'pw' }, SALT),
+    /refused authentication \(username\/password mismatch\); check output\.username and output\.password/,
+  );
 });
 
 test('handshake errors carry the code and never the key or password, even when the server echoes them', () => {
@@ -114,4 +143,137 @@ test('handshake errors carry the code and never the key or password, even when t
 test('a first message that is not HELO is a clear handshake error', () => {
   assert.throws(() => parseHelo(decodeOne(Buffer.from('81a361636ba178', 'hex'))), /expected HELO/);
   assert.throws(() => parseHelo(decodeOne(Buffer.from('92a448454c4f80', 'hex'))), /no nonce/);
+});
+
+interface Run {
+  sink: ForwardSink;
+  receiver: ForwardReceiver;
+  clock: FakeClock;
+  errors: SidecarError[];
+  lines: string[];
+}
+
+/** ForwardSink on a FakeClock against `receiver`; no reconnect happens unless the test moves the clock. */
+async function run(receiver: ForwardReceiver, cfg: Partial<ForwardOutputConfig>): Promise<Run> {
+  await receiver.listen();
+  const clock = new FakeClock();
+  const errors: SidecarError[] = [];
+  const { logger, lines } = captureLogger();
+  const sink = new ForwardSink(forwardConfig({ port: receiver.port, ...cfg }), {
+    clock,
+    logger,
+    random: () => 1,
+    events: { error: (e) => errors.push(e) },
+  });
+  sink.start();
+  return { sink, receiver, clock, errors, lines };
+}
+
+async function stop(r: Run): Promise<void> {
+  const closing = r.sink.close(0);
+  await r.clock.advance(1);
+  await closing;
+  await r.receiver.close();
+}
+
+/** Waits for `sent` to resolve; the first handshake error fails the test at once instead of hanging it. */
+async function delivered(r: Run, sent: Promise<void>): Promise<void> {
+  let done = false;
+  sent.then(() => (done = true), () => {});
+  await waitUntil(() => done || r.errors.length > 0, 'the records to be acknowledged');
+  if (!done) throw new Error(`not delivered: ${r.errors[0]!.message}`);
+}
+
+function records(sink: ForwardSink, n: number): Buffer[] {
+  return Array.from({ length: n }, (_, i) => sink.encode({ time: { sec: 1795355887, nsec: i }, record: { seq: i } }));
+}
+
+const SECRETS = [TEST_SECRETS.forwardSharedKey, TEST_SECRETS.forwardPassword, 'wrong-shared-key-4711'];
+const assertNoSecrets = (r: Run) => {
+  const text = r.lines.join('') + r.errors.map((e) => e.message).join('');
+  for (const s of SECRETS) assert.ok(!text.includes(s), 'no credential in logs or errors');
+};
+
+test('shared_key without security.users: a HELO with a 16-byte auth salt (as Fluent Bit always sends) still delivers', async () => {
+  const receiver = new ForwardReceiver({ sharedKey: TEST_SECRETS.forwardSharedKey, serverHostname: 'fluent-bit' });
+  const r = await run(receiver, { shared_key: TEST_SECRETS.forwardSharedKey, self_hostname: 'sidecar' });
+  try {
+    await delivered(r, r.sink.send('t', records(r.sink, 5)));
+    assert.equal(receiver.established, 1);
+    assert.deepEqual(receiver.records.map((x) => x.record.seq), [0, 1, 2, 3, 4]);
+    assert.deepEqual(receiver.pings.map((p) => [p.hostname, p.username]), [['sidecar', '']]);
+    assert.deepEqual(r.errors, []);
+    assertNoSecrets(r);
+  } finally {
+    await stop(r);
+  }
+});
+
+test('shared_key with security.users: PING carries the username and sha512(auth salt + username + password); records delivered', async () => {
+  const receiver = new ForwardReceiver({ sharedKey: TEST_SECRETS.forwardSharedKey, users: { alice: TEST_SECRETS.forwardPassword, bob: 'other-pw' } });
+  const r = await run(receiver, { shared_key: TEST_SECRETS.forwardSharedKey, username: 'alice', password: TEST_SECRETS.forwardPassword });
+  try {
+    await delivered(r, r.sink.send('t', records(r.sink, 3)));
+    assert.equal(receiver.established, 1);
+    assert.equal(receiver.records.length, 3);
+    assert.equal(receiver.pings[0]!.username, 'alice');
+    assert.match(receiver.pings[0]!.passwordDigest, /^[0-9a-f]{128}$/);
+    assert.deepEqual(receiver.handshakeFailures, []);
+    assertNoSecrets(r);
+  } finally {
+    await stop(r);
+  }
+});
+
+test('a wrong shared_key against a Fluent Bit HELO (16-byte auth salt): the error names output.shared_key, nothing is delivered or acked', async () => {
+  for (const users of [undefined, { alice: TEST_SECRETS.forwardPassword }]) {
+    const receiver = new ForwardReceiver({ sharedKey: TEST_SECRETS.forwardSharedKey, ...(users ? { users } : {}) });
+    const creds = users ? { username: 'alice', password: TEST_SECRETS.forwardPassword } : {};
+    const r = await run(receiver, { shared_key: 'wrong-shared-key-4711', ...creds });
+    try {
+      let settled = false;
+      const sent = r.sink.send('t', records(r.sink, 4)).finally(() => (settled = true));
+      sent.catch(() => {});
+      await waitUntil(() => r.errors.length >= 1, 'a handshake error');
+      const err = r.errors[0]!;
+      assert.equal(err.code, ErrorCode.FORWARD_HANDSHAKE);
+      assert.match(err.message, /output\.shared_key does not match/);
+      assert.doesNotMatch(err.message, /username|password|security\.users/);
+      assert.deepEqual(receiver.handshakeFailures, ['shared_key mismatch']);
+      assert.equal(receiver.pings.length, 1, 'the client did send PING');
+      assert.equal(receiver.frames.length + receiver.droppedBeforePong, 0, 'no data written without PONG');
+      assert.equal(r.sink.stats().pendingRecords, 4, 'the records wait to be resent');
+      assert.equal(settled, false, 'send is not resolved: nothing may be committed');
+      assertNoSecrets(r);
+    } finally {
+      await stop(r);
+    }
+  }
+});
+
+test('security.users set and output.username not: Fluent Bit\'s PONG refusal says to set output.username', async () => {
+  const receiver = new ForwardReceiver({ sharedKey: TEST_SECRETS.forwardSharedKey, users: { alice: TEST_SECRETS.forwardPassword } });
+  const r = await run(receiver, { shared_key: TEST_SECRETS.forwardSharedKey });
+  try {
+    r.sink.send('t', records(r.sink, 1)).catch(() => {});
+    await waitUntil(() => r.errors.length >= 1, 'a handshake error');
+    assert.match(r.errors[0]!.message, /refused authentication \(username\/password mismatch\).*output\.username is not set/);
+    assert.deepEqual(receiver.handshakeFailures, ['username/password mismatch']);
+    assert.equal(receiver.frames.length, 0);
+    assertNoSecrets(r);
+  } finally {
+    await stop(r);
+  }
+});
+
+test('HELO with an empty auth (Fluentd without user_auth) still works with shared_key alone', async () => {
+  const receiver = new ForwardReceiver({ sharedKey: TEST_SECRETS.forwardSharedKey, heloAuth: 'empty' });
+  const r = await run(receiver, { shared_key: TEST_SECRETS.forwardSharedKey });
+  try {
+    await delivered(r, r.sink.send('t', records(r.sink, 2)));
+    assert.equal(receiver.records.length, 2);
+    assert.deepEqual(receiver.pings.map((p) => [p.username, p.passwordDigest]), [['', '']]);
+  } finally {
+    await stop(r);
+  }
 });

@@ -6,8 +6,10 @@
  * It can misbehave the ways Fluent Bit does or might: withhold acks and release them later (in
  * order or reversed, coalesced in one write), write acks one byte at a time, cut a connection in
  * the middle of a frame, drop every connection (in_forward does on pause), refuse connections
- * (stop listening), and require a shared key like in_forward: HELO carries random bytes in a
- * msgpack *str*, data before PONG is dropped, and a wrong key closes without PONG.
+ * (stop listening), and require a shared key like in_forward (plugins/in_forward/fw_prot.c): HELO
+ * carries a 16-byte nonce and a 16-byte `auth` salt, random bytes in a msgpack *str*, whether or
+ * not users are configured; the PING's user fields are checked only when `users` is set; data
+ * before PONG is dropped; a wrong key closes without PONG; a wrong user gets PONG false.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -46,6 +48,11 @@ export interface ForwardReceiverOptions {
   serverHostname?: string;
   /** security.users: username → password; needs sharedKey. */
   users?: Record<string, string>;
+  /**
+   * HELO `auth`: 'salt' (default) sends 16 random bytes as Fluent Bit's in_forward always does;
+   * 'empty' sends an empty str, as Fluentd does without user_auth.
+   */
+  heloAuth?: 'salt' | 'empty';
   /** TLS; with `ca`, client certificates signed by it are required. */
   tls?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer };
   /** Listen on this unix socket instead of TCP. */
@@ -82,6 +89,8 @@ export class ForwardReceiver {
   established = 0;
   /** Handshake rejections, with the reason Fluent Bit would log. */
   readonly handshakeFailures: string[] = [];
+  /** Every PING received: the client's hostname and user fields (a digest, never a password). */
+  readonly pings: { hostname: string; username: string; passwordDigest: string }[] = [];
   /** Bytes received on all connections. */
   bytesReceived = 0;
   /** Frames whose chunk had already been acked when they arrived: must stay 0 for a correct client. */
@@ -195,7 +204,7 @@ export class ForwardReceiver {
     socket.on('error', () => {});
     const secure = this.#opts.sharedKey !== undefined;
     const nonce = randomBytes(16);
-    const auth = this.#opts.users ? randomBytes(16) : Buffer.alloc(0);
+    const auth = this.#opts.heloAuth === 'empty' ? Buffer.alloc(0) : randomBytes(16);
     // Make sure the bytes are not valid UTF-8: a client that decodes them as text must fail.
     nonce[0] = 0xff;
     if (auth.length > 0) auth[0] = 0xfe;
@@ -257,6 +266,7 @@ export class ForwardReceiver {
 
   #checkPing(socket: net.Socket, m: Uint8Array[], nonce: Buffer, auth: Buffer): boolean {
     const [, host, salt, digest, user, pwDigest] = m.map((b) => Buffer.from(b));
+    this.pings.push({ hostname: host!.toString('utf8'), username: user!.toString('utf8'), passwordDigest: pwDigest!.toString('latin1') });
     const key = this.#opts.sharedKey!;
     const expected = createHash('sha512').update(salt!).update(host!).update(nonce).update(key).digest('hex');
     if (digest!.toString('latin1') !== expected) {
