@@ -3,9 +3,12 @@
 # the image's unprivileged `node` user. test/deploy/dockerfile.test.ts runs these same build and
 # start steps outside Docker, so edit both together.
 #
-#   docker build -t proofpoint-sidecar .
+# The tag is proofpoint-sidecar:<package.json version>, the one Compose and the Kubernetes
+# manifests name (docs/deployment.md "The image": build, push to a registry, point manifests at it):
+#
+#   docker build -t proofpoint-sidecar:0.1.0 .
 #   docker run --rm -v "$PWD/config.yaml:/etc/proofpoint-sidecar/config.yaml:ro" \
-#     -v pps-state:/var/lib/proofpoint-sidecar -e TAP_PRINCIPAL -e TAP_SECRET proofpoint-sidecar
+#     -v pps-state:/var/lib/proofpoint-sidecar -e TAP_PRINCIPAL -e TAP_SECRET proofpoint-sidecar:0.1.0
 #
 # The config must set globals.state_dir: /var/lib/proofpoint-sidecar (the volume) and, for the
 # health check, globals.http.listen: 127.0.0.1:2021 (or set PPS_HEALTH_URL to match).

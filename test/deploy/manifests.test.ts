@@ -399,7 +399,7 @@ test('DaemonSet: state on hostPath, handed to uid 1000 by a root init container 
   }
 });
 
-test('Compose: Fluent Bit and the sidecar share a network namespace, state on volumes, certificates read-only, every variable named in the .env example', () => {
+test('Compose: Fluent Bit and the sidecar share a network namespace, state on volumes, certificates read-only, every variable named in the .env example, Proofpoint credentials for the sidecar only', () => {
   const [compose] = docs(path.join(CONF, 'compose.yaml'));
   const fb = compose!.services['fluent-bit'];
   const sidecar = compose!.services.sidecar;
@@ -416,17 +416,26 @@ test('Compose: Fluent Bit and the sidecar share a network namespace, state on vo
   assert.equal(cfg[2], 'ro');
   const fbConf = volumes(fb).find(([, dst]) => dst === '/fluent-bit/etc');
   assert.equal(path.resolve(CONF, fbConf![0]!), path.resolve(FB_DIR), "Fluent Bit runs the repository's fluent-bit/ files");
-  assert.equal(fb.env_file, '.env');
   assert.equal(sidecar.env_file, '.env');
+  assert.equal(fb.env_file, undefined, 'Fluent Bit does not read .env: it holds the Proofpoint credentials');
 
-  // The .env example names every variable neither container sets itself.
+  // The .env example names every variable neither container sets itself; Fluent Bit gets each of
+  // its variables by name (a literal, or `${VAR:?...}` that Compose fills in from .env).
   const envExample = readFileSync(path.join(CONF, 'compose.env.example'), 'utf8');
   const dotenv = new Set([...envExample.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]!));
   const model = yamlModel(path.join(FB_DIR, 'fluent-bit.yaml'));
-  for (const v of modelVariables(model)) assert.ok(v in fb.environment || dotenv.has(v), `Fluent Bit gets ${v}`);
+  for (const v of modelVariables(model)) {
+    assert.ok(v in fb.environment, `Fluent Bit gets ${v}`);
+    const from = /^\$\{([A-Z][A-Z0-9_]*)(?::?[?-][^}]*)?\}$/.exec(String(fb.environment[v]))?.[1];
+    if (from !== undefined) assert.ok(dotenv.has(from), `${v} comes from ${from} in the .env example`);
+  }
   assert.equal(envExample.match(/^DEVO_PORT=(.*)$/m)?.[1], '443');
   const sidecarConfig = readFileSync(path.resolve(CONF, cfg[0]!), 'utf8');
-  for (const v of variablesIn(sidecarConfig)) assert.ok(dotenv.has(v), `the sidecar gets ${v} from .env`);
+  const credentials = variablesIn(sidecarConfig);
+  assert.ok(credentials.length > 0);
+  for (const v of credentials) assert.ok(dotenv.has(v), `the sidecar gets ${v} from .env`);
+  const fbEnvText = JSON.stringify(fb.environment);
+  for (const v of credentials) assert.ok(!fbEnvText.includes(v), `${v} is the sidecar's alone: not in Fluent Bit's environment`);
   const { config } = loadConfigText(sidecarConfig, { env: placeholders(variablesIn(sidecarConfig)) });
   assert.equal(config.globals.state_dir, '/var/lib/proofpoint-sidecar', 'state on the volume');
   assert.equal(config.globals.http?.listen, '127.0.0.1:2021', "where the image's HEALTHCHECK asks");
