@@ -1,6 +1,14 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline/promises';
 import type { Argv } from 'yargs';
 import { loadConfigFile } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { ErrorCode, SidecarError } from '../errors.ts';
+import { enabledServices } from '../sources/tap/config.ts';
+import { enabledPodServices } from '../sources/pod/source.ts';
 import { StateStore, splitScope } from '../state/store.ts';
+import { stateReport, type StateFilter, type StateReport } from '../state/report.ts';
 import { repairState, type RepairReport } from '../state/repair.ts';
 import { UsageError, withConfig } from './common.ts';
 
@@ -12,16 +20,19 @@ export interface StateArgs {
   config: string;
   input?: string;
   service?: string;
+  yes?: boolean;
 }
 
 export function builder(y: Argv) {
   return withConfig(y)
     .positional('action', {
       choices: ['show', 'reset', 'repair'] as const,
-      describe: 'show: print the state; reset: delete it; repair: recover damaged state (LevelDB repair) and report what was lost',
+      describe:
+        'show: print the state (through the running sidecar\'s globals.http endpoint while it runs); reset: delete it (asks first); repair: recover damaged state (LevelDB repair) and report what was lost',
     })
     .option('input', { type: 'string', describe: 'Only this input (its id, or proofpoint_tap / proofpoint_on_demand)' })
     .option('service', { type: 'string', describe: 'Only this service (needs --input)' })
+    .option('yes', { alias: 'y', type: 'boolean', describe: 'reset: do not ask for confirmation' })
     .check((a) => {
       if (a.service && !a.input) throw new UsageError('--service needs --input');
       if (a.action === 'repair' && a.input) throw new UsageError('state repair works on the whole state: drop --input and --service');
@@ -29,55 +40,149 @@ export function builder(y: Argv) {
     });
 }
 
+/** The inputs of the config with their enabled services. */
+function configuredInputs(config: Config): Array<{ id: string; type: string; services: string[] }> {
+  const out: Array<{ id: string; type: string; services: string[] }> = [];
+  const tap = config.inputs.proofpoint_tap;
+  if (tap) out.push({ id: tap.id, type: 'proofpoint_tap', services: enabledServices(tap) });
+  const pod = config.inputs.proofpoint_on_demand;
+  if (pod) out.push({ id: pod.id, type: 'proofpoint_on_demand', services: enabledPodServices(pod) });
+  return out;
+}
+
+/**
+ * --input (id or type name) and --service resolved against the config, and against what the state
+ * holds (an input removed from the config keeps its state until reset); anything else is an error.
+ */
+function resolveFilter(args: StateArgs, config: Config, scopes: string[] | undefined): StateFilter {
+  if (!args.input) return {};
+  const inputs = configuredInputs(config);
+  const stored = (scopes ?? []).map((s) => splitScope(s));
+  const byType = inputs.find((i) => i.type === args.input);
+  const input = byType?.id ?? args.input;
+  const configured = inputs.find((i) => i.id === input);
+  if (!configured && !stored.some(([i]) => i === input)) {
+    const known = [...inputs.map((i) => `${i.id} (${i.type})`), ...new Set(stored.map(([i]) => i).filter((i) => !inputs.some((c) => c.id === i)))];
+    throw new UsageError(`--input ${args.input}: no such input in ${args.config} or in the state; known: ${known.length > 0 ? known.join(', ') : 'none'}`);
+  }
+  if (!args.service) return { input };
+  const services = new Set([...(configured?.services ?? []), ...stored.filter(([i]) => i === input).map(([, s]) => s)]);
+  if (!services.has(args.service)) {
+    throw new UsageError(`--service ${args.service}: input ${input} has no such service; known: ${[...services].join(', ') || 'none'}`);
+  }
+  return { input, service: args.service };
+}
+
 export async function handler(args: StateArgs): Promise<number> {
   const { config } = loadConfigFile(args.config);
-  // Resolve --input given as the type name to its id.
-  const byType: Record<string, string | undefined> = {
-    proofpoint_tap: config.inputs.proofpoint_tap?.id,
-    proofpoint_on_demand: config.inputs.proofpoint_on_demand?.id,
-  };
-  const input = args.input ? (byType[args.input] ?? args.input) : undefined;
   if (args.action === 'repair') return repair(config.globals.state_dir);
-  const store = await StateStore.open(config.globals.state_dir, { maintenance: true });
+  const dir = path.resolve(config.globals.state_dir);
+  if (!existsSync(path.join(dir, 'db'))) {
+    // Opening would create it: say there is nothing instead.
+    resolveFilter(args, config, undefined);
+    if (args.action === 'show') {
+      process.stdout.write(JSON.stringify({ state_dir: dir, exists: false, services: [] }, null, 2) + '\n');
+      process.stderr.write(`No state in ${dir} yet: the sidecar has not run with this globals.state_dir.\n`);
+    } else process.stdout.write('nothing to reset\n');
+    return 0;
+  }
+  let store: StateStore;
   try {
+    store = await StateStore.open(dir, { maintenance: true });
+  } catch (err) {
+    if (args.action === 'show' && err instanceof SidecarError && err.code === ErrorCode.STATE_LOCKED) return showFromRunning(args, config, dir);
+    throw err;
+  }
+  try {
+    const filter = resolveFilter(args, config, await store.listScopes());
+    if (args.action === 'show') {
+      print(await stateReport(store, filter, { now: Date.now() }));
+      return 0;
+    }
     const scopes = (await store.listScopes()).filter((s) => {
       const [i, svc] = splitScope(s);
-      return (!input || i === input) && (!args.service || svc === args.service);
+      return (!filter.input || i === filter.input) && (!filter.service || svc === filter.service);
     });
-    if (args.action === 'show') {
-      const cursors = new Map((await store.listCursors()).map((c) => [`${c.input}::${c.service}`, c]));
-      const out = {
-        state_dir: store.dir,
-        previous_shutdown: store.uncleanShutdown ? 'unclean (or still running)' : 'clean',
-        services: await Promise.all(
-          scopes.map(async (scope) => {
-            const [i, svc] = splitScope(scope);
-            const c = cursors.get(scope);
-            return {
-              input: i,
-              service: svc,
-              cursor: c?.cursor ?? null,
-              committed_at: c && c.committed_at ? new Date(c.committed_at).toISOString() : null,
-              dedup_keys: await store.seen.load(scope),
-            };
-          }),
-        ),
-        request_log_last_24h: (await store.requests.summary(Date.now() - 24 * 3600 * 1000)).filter((r) => !input || r.input === input),
-      };
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    if (scopes.length === 0) {
+      process.stdout.write('nothing to reset\n');
       return 0;
+    }
+    const what = scopes.map((s) => splitScope(s).join(' ')).join(', ');
+    if (!args.yes && !(await confirm(`Delete the cursors and de-dup keys of ${what}? Those services collect again from their start time. [y/N] `))) {
+      process.stderr.write(
+        process.stdin.isTTY
+          ? 'Not reset.\n'
+          : `state reset would delete the cursors and de-dup keys of ${what}; stdin is not a terminal, so give --yes to confirm.\n`,
+      );
+      return process.stdin.isTTY ? 1 : 2;
     }
     for (const scope of scopes) {
       const [i, svc] = splitScope(scope);
       await store.resetService(i, svc);
       process.stdout.write(`reset ${i} ${svc}\n`);
     }
-    if (scopes.length === 0) process.stdout.write('nothing to reset\n');
-    else process.stdout.write('The request log (rate budget) is kept: the vendor still counts those requests.\n');
+    process.stdout.write('The request log (rate budget) is kept: the vendor still counts those requests.\n');
     return 0;
   } finally {
     await store.close();
   }
+}
+
+/** Asks on the terminal; false without one. */
+async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/** JSON on stdout (for scripts), one line per service on stderr (for people). */
+function print(r: StateReport & { read_from?: string }): void {
+  process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  const lines = r.services.map((s) => {
+    const b = s.backfill;
+    const where = !b
+      ? 'nothing collected yet'
+      : b.active
+        ? `backfilling: at ${b.position}, ${b.remaining} to go, ${b.live_at ? `live at about ${b.live_at}` : 'time to live not known'}`
+        : `live (collected up to ${b.position})`;
+    return `${s.input} ${s.service}: ${where}; last commit ${s.committed_at ?? 'never'}; ${s.dedup_keys} de-dup keys`;
+  });
+  if (lines.length > 0) process.stderr.write(lines.join('\n') + '\n');
+}
+
+/** The state is locked by `run`: ask the running sidecar (globals.http) for it. */
+async function showFromRunning(args: StateArgs, config: Config, dir: string): Promise<number> {
+  const listen = config.globals.http?.listen;
+  if (!listen) {
+    throw new SidecarError(
+      ErrorCode.STATE_LOCKED,
+      `State directory ${dir} is in use by a running proofpoint-sidecar, and globals.http is not set, so it cannot be asked for its state; set globals.http.listen (it serves /state), or stop the sidecar`,
+    );
+  }
+  const i = listen.lastIndexOf(':');
+  let host = listen.slice(0, i);
+  if (host === '0.0.0.0' || host === '') host = '127.0.0.1';
+  if (host === '[::]') host = '[::1]';
+  const base = `http://${host}:${listen.slice(i + 1)}`;
+  // The filter is checked here against the config only; the sidecar narrows with it.
+  const filter = resolveFilter(args, config, undefined);
+  const q = new URLSearchParams(Object.entries(filter).filter(([, v]) => v !== undefined) as Array<[string, string]>);
+  let res: Response;
+  try {
+    res = await fetch(`${base}/state?${q}`, { signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    throw new SidecarError(
+      ErrorCode.STATE_LOCKED,
+      `State directory ${dir} is in use by another process, and ${base}/state (globals.http.listen) did not answer: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`,
+    );
+  }
+  if (!res.ok) throw new SidecarError(ErrorCode.STATE_LOCKED, `The running sidecar answered ${res.status} at ${base}/state: ${(await res.text()).trim()}`);
+  print({ read_from: `running sidecar (${base}/state)`, ...((await res.json()) as StateReport) });
+  return 0;
 }
 
 /** Prints the repair report (JSON, stdout) and a summary (stderr); exit 1 when the state is still not readable. */

@@ -78,6 +78,8 @@ export interface ServiceCounters {
   lastCommitAt?: number;
   /** The last committed cursor. */
   cursor?: unknown;
+  /** The service's configured start time, as written (ServiceSpec.startTime). */
+  startTime?: string;
 }
 
 interface Pending {
@@ -223,6 +225,7 @@ export class Pipeline {
       if (c) {
         c.cursor = stored?.cursor;
         c.lastCommitAt = stored?.committed_at;
+        c.startTime = spec.startTime;
       } else {
         this.#counters.set(scope, {
           input: source.id,
@@ -236,6 +239,7 @@ export class Pipeline {
           batchesCommitted: 0,
           cursor: stored?.cursor,
           lastCommitAt: stored?.committed_at,
+          startTime: spec.startTime,
         });
       }
       this.health.set(source.id, spec.name, 'starting');

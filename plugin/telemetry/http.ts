@@ -4,8 +4,13 @@
  *   /readyz   state open and taking commits, output connected, no service in a fatal error
  *             (200, else 503 with why)
  *   /metrics  Prometheus text format
+ *   /state    what `state show` prints, as JSON (`?input=ID&service=NAME` narrow it): the CLI
+ *             asks here while `run` holds the state's lock
  * Metrics are read from the pipeline, the sink and the health registry at scrape time, so the hot
- * path counts nothing twice.
+ * path counts nothing twice. Every series a service, the output or an input type has exists from
+ * the first scrape: counters at 0, `lag_seconds` measured from the configured start (see
+ * `lagFrom`); docs/operations.md lists them, and test/telemetry/metrics-docs.test.ts holds the two
+ * to each other.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +22,8 @@ import type { StateStore } from '../state/store.ts';
 import type { Clock } from '../util/clock.ts';
 import { parseTimestampMs } from '../util/time.ts';
 import type { FeedLeaseStatus } from '../coordination/coordinator.ts';
+import { stateReport } from '../state/report.ts';
+import type { BackfillSnapshot } from './progress.ts';
 
 export interface HttpDeps {
   pipeline: Pipeline;
@@ -25,6 +32,8 @@ export interface HttpDeps {
   clock: Clock;
   /** With coordination on: the feeds and their Leases. */
   coordinator?: { identity: string; status(): FeedLeaseStatus[] };
+  /** When the sidecar started (ms); default: when the metrics are created. */
+  startedAt?: number;
 }
 
 export interface Readiness {
@@ -95,47 +104,74 @@ function scraped(registry: Registry, type: 'counter' | 'gauge', name: string, he
   }
 }
 
+/**
+ * The time `lag_seconds` is measured from: the committed cursor's; before the first commit the
+ * configured start time, or the sidecar's start when none is configured (so a first start with
+ * the output down shows a lag that grows, and an alert on it fires).
+ */
+export function lagFrom(c: { cursor?: unknown; startTime?: string }, startedAt: number): number {
+  return cursorTime(c.cursor) ?? (c.startTime !== undefined ? parseTimestampMs(c.startTime) : undefined) ?? startedAt;
+}
+
+/** The backfill figures a running source reports (telemetry/progress.ts), per input and service. */
+export function backfillSnapshots(p: Pipeline): Map<string, BackfillSnapshot> {
+  const out = new Map<string, BackfillSnapshot>();
+  const read = (name: 'backfill_active' | 'backfill_position_timestamp_seconds' | 'backfill_remaining_seconds' | 'backfill_eta_seconds') =>
+    new Map(p.sourceMetrics.values(name).map((v) => [`${v.labels['input_id']}::${v.labels['service']}`, v.value]));
+  const active = read('backfill_active');
+  const position = read('backfill_position_timestamp_seconds');
+  const remaining = read('backfill_remaining_seconds');
+  const eta = read('backfill_eta_seconds');
+  for (const [key, a] of active) {
+    const e = eta.get(key) ?? -1;
+    out.set(key, {
+      active: a === 1,
+      positionMs: (position.get(key) ?? 0) * 1000,
+      remainingMs: (remaining.get(key) ?? 0) * 1000,
+      ...(e >= 0 ? { etaMs: e * 1000 } : {}),
+    });
+  }
+  return out;
+}
+
 export function createMetrics(d: HttpDeps): Registry {
   const registry = new Registry();
+  const startedAt = d.startedAt ?? d.clock.now();
   collectDefaultMetrics({ register: registry, prefix: 'proofpoint_sidecar_' });
-  const perService = (name: string, help: string, pick: (c: ReturnType<Pipeline['counters']>[number]) => number | undefined) =>
-    scraped(registry, 'gauge', name, help, ['input_id', 'source', 'service'], () =>
-      d.pipeline.counters().flatMap((c) => {
-        const value = pick(c);
-        return value === undefined ? [] : [{ labels: { input_id: c.input, source: c.source, service: c.service }, value }];
-      }),
+  const perService = (type: 'counter' | 'gauge', name: string, help: string, pick: (c: ReturnType<Pipeline['counters']>[number]) => number) =>
+    scraped(registry, type, name, help, ['input_id', 'source', 'service'], () =>
+      d.pipeline.counters().map((c) => ({ labels: { input_id: c.input, source: c.source, service: c.service }, value: pick(c) })),
     );
-  perService('proofpoint_sidecar_events_received_total', 'Events the source produced', (c) => c.received);
-  perService('proofpoint_sidecar_events_sent_total', 'Events acknowledged by the output and committed', (c) => c.sent);
-  perService('proofpoint_sidecar_duplicates_total', 'Events dropped as already delivered or in flight', (c) => c.duplicates);
-  perService('proofpoint_sidecar_dead_lettered_total', 'Inputs written to the dead-letter file', (c) => c.deadLettered);
-  perService('proofpoint_sidecar_lag_seconds', 'Now minus the time of the committed cursor', (c) => {
-    const t = cursorTime(c.cursor);
-    return t === undefined ? undefined : Math.max(0, (d.clock.now() - t) / 1000);
-  });
+  perService('counter', 'proofpoint_sidecar_events_received_total', 'Events the source produced', (c) => c.received);
+  perService('counter', 'proofpoint_sidecar_events_sent_total', 'Events acknowledged by the output and committed', (c) => c.sent);
+  perService('counter', 'proofpoint_sidecar_duplicates_total', 'Events dropped as already delivered or in flight', (c) => c.duplicates);
+  perService('counter', 'proofpoint_sidecar_dead_lettered_total', 'Inputs written to the dead-letter file', (c) => c.deadLettered);
+  perService(
+    'gauge',
+    'proofpoint_sidecar_lag_seconds',
+    'Now minus the time of the committed cursor (before the first commit: minus the configured start time, or the sidecar start)',
+    (c) => Math.max(0, (d.clock.now() - lagFrom(c, startedAt)) / 1000),
+  );
   scraped(registry, 'gauge', 'proofpoint_sidecar_service_up', '1 when the service is running without a fatal error', ['input_id', 'service', 'status'], () =>
     d.pipeline.health.all().map((h) => ({ labels: { input_id: h.input, service: h.service, status: h.status }, value: h.status === 'failed' ? 0 : 1 })),
   );
-  const sinkGauge = (name: string, help: string, pick: (s: ReturnType<Sink['stats']>) => number | undefined) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        const v = pick(d.sink.stats());
-        if (v !== undefined) this.set(v);
-      },
-    });
-  sinkGauge('proofpoint_sidecar_output_connected', '1 when the output is connected', (s) => (s.connected ? 1 : 0));
-  sinkGauge('proofpoint_sidecar_output_chunks_in_flight', 'Chunks sent and not yet acknowledged', (s) => s.chunksInFlight);
-  sinkGauge('proofpoint_sidecar_output_chunks_acked_total', 'Chunks acknowledged', (s) => s.chunksAcked);
-  sinkGauge('proofpoint_sidecar_output_pending_bytes', 'Bytes queued or in flight', (s) => s.pendingBytes);
-  sinkGauge('proofpoint_sidecar_output_reconnects_total', 'Output reconnects', (s) => s.reconnects);
-  sinkGauge('proofpoint_sidecar_output_ack_latency_seconds', 'Latency of the last acknowledgement', (s) =>
-    s.lastAckLatencyMs === undefined ? undefined : s.lastAckLatencyMs / 1000,
+  const sinkSeries = (type: 'counter' | 'gauge', name: string, help: string, pick: (s: ReturnType<Sink['stats']>) => number) =>
+    scraped(registry, type, name, help, [], () => [{ labels: {}, value: pick(d.sink.stats()) }]);
+  sinkSeries('gauge', 'proofpoint_sidecar_output_connected', '1 when the output is connected', (s) => (s.connected ? 1 : 0));
+  sinkSeries('gauge', 'proofpoint_sidecar_output_chunks_in_flight', 'Chunks sent and not yet acknowledged', (s) => s.chunksInFlight);
+  sinkSeries('counter', 'proofpoint_sidecar_output_chunks_acked_total', 'Chunks acknowledged', (s) => s.chunksAcked);
+  sinkSeries(
+    'gauge',
+    'proofpoint_sidecar_output_pending_bytes',
+    'Bytes of records accepted by the output and not acknowledged (sources pause at output.queue_max_bytes; each input may add the one batch it was handing over)',
+    (s) => s.pendingBytes,
+  );
+  sinkSeries('counter', 'proofpoint_sidecar_output_reconnects_total', 'Output reconnects', (s) => s.reconnects);
+  sinkSeries('gauge', 'proofpoint_sidecar_output_ack_latency_seconds', 'Latency of the last acknowledgement (0 before the first)', (s) =>
+    s.lastAckLatencyMs === undefined ? 0 : s.lastAckLatencyMs / 1000,
   );
   for (const [name, m] of Object.entries(SOURCE_METRICS) as Array<[SourceMetricName, (typeof SOURCE_METRICS)[SourceMetricName]]>) {
-    scraped(registry, m.type, `proofpoint_sidecar_${name}`, m.help, ['input_id', ...m.labels], () => d.pipeline.sourceMetrics.values(name));
+    scraped(registry, m.type, `proofpoint_sidecar_${name}`, m.help, ['input_id', ...m.labels], () => d.pipeline.sourceMetrics.withZeros(name, d.pipeline.counters()));
   }
   if (d.coordinator) {
     const leases = () => d.coordinator!.status();
@@ -187,8 +223,16 @@ export async function startHttpServer(listen: string, d: HttpDeps): Promise<Http
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
       );
+    } else if (path === '/state') {
+      const q = new URL(req.url ?? '/', 'http://x').searchParams;
+      const filter = { ...(q.get('input') ? { input: q.get('input')! } : {}), ...(q.get('service') ? { service: q.get('service')! } : {}) };
+      const progress = backfillSnapshots(d.pipeline);
+      stateReport(d.store, filter, { now: d.clock.now(), shutdown: 'running', progress: (i, svc) => progress.get(`${i}::${svc}`) }).then(
+        (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r)),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`state failed: ${err.message}\n`),
+      );
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz, /metrics or /state\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -97,7 +97,7 @@ inputs:
   assert.equal(shown.services[0].dedup_keys, 2);
   assert.equal(shown.previous_shutdown, 'clean');
 
-  r = runCli(['state', 'reset', '--config', file, '--input', 'proofpoint_on_demand', '--service', 'maillog']);
+  r = runCli(['state', 'reset', '--config', file, '--input', 'proofpoint_on_demand', '--service', 'maillog', '--yes']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /reset 100002 maillog/);
   const after = await StateStore.open(stateDir);

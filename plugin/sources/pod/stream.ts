@@ -19,6 +19,7 @@ import type { ClientOptions } from 'ws';
 import type { Logger } from 'pino';
 import type { Batch, RejectedInput, SourceContext, SourceEvent } from '../source.ts';
 import { Backoff } from '../../util/backoff.ts';
+import { BackfillProgress } from '../../telemetry/progress.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { SidecarError, VendorHttpError, VendorRequestError } from '../../errors.ts';
 import type { PodInputConfig, PodServiceConfig, PodServiceName } from './config.ts';
@@ -115,11 +116,14 @@ export class ServiceStream {
   readonly #windowBackoff: Backoff;
   /** Idle detection of the open archive session: armed only while the socket is read. */
   #idle?: { arm(): void; cancel(): void };
+  /** The owed archive replay's progress (backfill_* metrics and the periodic line). */
+  readonly #progress: BackfillProgress;
 
   constructor(o: StreamOptions) {
     this.#o = o;
     this.name = o.name;
     this.#log = o.ctx.logger.child({ service: o.name });
+    this.#progress = new BackfillProgress({ metrics: o.ctx.metrics, logger: this.#log, clock: o.ctx.clock, service: o.name, label: `PoD ${o.name} archive replay` });
     const period = o.svc.request_period_in_seconds * 1000;
     this.#backoff = new Backoff({ minMs: period, maxMs: Math.max(period, o.cfg.retry_max_secs * 1000) });
     this.#windowBackoff = new Backoff({ minMs: period, maxMs: Math.max(period, o.cfg.retry_max_secs * 1000) });
@@ -182,6 +186,7 @@ export class ServiceStream {
     if (ctx.resetServices.has(this.name)) this.#log.warn({ start_time: svc.start_time }, 'start_time changed: this service starts over from it.');
     if (this.#replay) this.#announce(this.#replay, now);
     this.#recordOwed();
+    ctx.metrics.set('pod_archive_windows_stuck', { service: this.name }, 0);
   }
 
   #announce(r: Replay, now: number): void {
@@ -214,6 +219,9 @@ export class ServiceStream {
     const service = { service: this.name };
     metrics.set('pod_archive_replay_active', service, r ? 1 : 0);
     metrics.set('pod_archive_replay_position_timestamp_seconds', service, r ? Math.floor(r.from / 1000) : 0);
+    const now = this.#o.ctx.clock.now();
+    if (r) this.#progress.update(r.from, r.until ?? now - this.#o.limits.thresholdMs);
+    else this.#progress.live(now);
   }
 
   async #once(): Promise<void> {

@@ -88,18 +88,17 @@ export class RateBudget {
     return s;
   }
 
-  /** Requests still allowed in the pool right now. */
-  remaining(pool: TapPool): number {
+  /** Requests still allowed in the pool at `now` (default: the clock's now). */
+  remaining(pool: TapPool, now = this.#o.clock.now()): number {
     const s = this.#pools.get(pool);
     if (!s) return this.#o.limit;
-    const since = this.#o.clock.now() - this.#o.windowMs;
+    const since = now - this.#o.windowMs;
     return Math.max(0, this.#o.limit - s.times.filter((t) => t > since).length);
   }
 
-  /** When the next request may be sent (now, if allowed now). */
-  nextAllowedAt(pool: TapPool): number {
+  /** When the next request may be sent (`now`, if allowed at `now`; default: the clock's now). */
+  nextAllowedAt(pool: TapPool, now = this.#o.clock.now()): number {
     const s = this.#state(pool);
-    const now = this.#o.clock.now();
     this.#trim(s, now);
     let at = Math.max(now, s.blockedUntil);
     if (s.times.length >= this.#o.limit) {
@@ -111,24 +110,25 @@ export class RateBudget {
 
   /**
    * Waits until the pool allows a request, then records it (persisted) and returns. Rejects only
-   * when `signal` aborts.
+   * when `signal` aborts. Each turn decides on one clock reading: with two, a clock that moved
+   * between them made an open pool look spent.
    */
   async acquire(pool: TapPool, signal: AbortSignal): Promise<void> {
     const s = this.#state(pool);
     for (;;) {
       const now = this.#o.clock.now();
-      const at = this.nextAllowedAt(pool);
+      const at = this.nextAllowedAt(pool, now);
       if (at <= now) {
         s.times.push(now);
         await this.#o.log.record(pool, now);
         this.#o.metrics?.inc('tap_requests_total', { pool });
-        this.#o.metrics?.set('tap_requests_left', { pool }, this.remaining(pool));
+        this.#o.metrics?.set('tap_requests_left', { pool }, this.remaining(pool, now));
         await this.#prunePersisted(pool, s, now);
         return;
       }
       const why = s.blockedUntil > now ? 'backing off after HTTP 429' : `${this.#o.limit} requests in the last 24 h`;
       this.#o.logger.info(
-        { pool, next_request_at: formatUtc(at), requests_left: this.remaining(pool) },
+        { pool, next_request_at: formatUtc(at), requests_left: this.remaining(pool, now) },
         `TAP rate budget: pool ${pool} is spent (${why}); next request allowed at ${formatUtc(at)}`,
       );
       await this.#o.clock.sleep(at - now, signal);

@@ -23,6 +23,7 @@ import type { Dispatcher } from 'undici';
 import type { Batch, BatchOutcome, RejectedInput, ServiceSpec, Source, SourceContext, SourceEvent } from '../source.ts';
 import { CredentialsError, VendorHttpError, VendorRequestError } from '../../errors.ts';
 import { Backoff } from '../../util/backoff.ts';
+import { BackfillProgress } from '../../telemetry/progress.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { TAP_DEFAULT_TAGS, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
 import { TAP_PATHS, tapClientFor, type WindowAnswer } from './client.ts';
@@ -248,6 +249,20 @@ export class TapSource implements Source<TapCursor> {
       settleDelayMs: cfg.settle_delay_secs * 1000,
       settleWindowMs: cfg.settle_window_secs * 1000,
     });
+    // Backfill progress per service: behind while the API could be asked for more than two
+    // periods (and a minute) past its position.
+    const progress = new Map(
+      names.map((svc) => [svc, new BackfillProgress({ metrics: ctx.metrics, logger: log, clock, service: svc, label: `TAP ${svc} backfill` })]),
+    );
+    const reportProgress = (upTo = Infinity) => {
+      const target = clock.now() - cfg.window_lag_secs * 1000;
+      for (const [svc, p] of progress) {
+        const at = Math.min(positions.get(svc)!.collectedTo, upTo);
+        if (target - at > 2 * periodMs + 60_000) p.update(at, target);
+        else p.live(at);
+      }
+    };
+    reportProgress();
     const setHealth = (status: 'ok' | 'degraded', reason?: string) => {
       for (const s of names) ctx.health.set(s, status, reason);
     };
@@ -362,9 +377,11 @@ export class TapSource implements Source<TapCursor> {
         setHealth('ok');
 
         const { w, sentAt, answer } = fetched;
-        const cycle = new Cycle(this.#nextPullingId(sentAt), w, firstAttemptAt, attempts, (c) =>
-          this.#logCycle(c, log, clock.now(), budget),
-        );
+        const cycle = new Cycle(this.#nextPullingId(sentAt), w, firstAttemptAt, attempts, (c) => {
+          this.#logCycle(c, log, clock.now(), budget);
+          // Delivered through this window's end (a window fetched ahead is not yet).
+          if (c.window.kind === 'fresh') reportProgress(c.window.end);
+        });
         attempts = 0;
         firstAttemptAt = undefined;
         const receivedAt = clock.now();

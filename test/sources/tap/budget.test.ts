@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../helpers/fake-clock.ts';
+import type { Clock } from '../../../plugin/util/clock.ts';
 import { RateBudget, poolOf, DAY_MS } from '../../../plugin/sources/tap/budget.ts';
 import { silentLogger } from '../../../plugin/telemetry/logger.ts';
 import { MemoryRequestLog, captureLogger } from './harness.ts';
@@ -102,4 +103,25 @@ test('requests sent, requests left and 429s are reported per pool for /metrics',
   assert.deepEqual(by('tap_requests_total'), { '100001/shared': 2 });
   assert.deepEqual(by('tap_requests_left'), { '100001/shared': 3, '100001/clicksPermitted': 5 });
   assert.deepEqual(by('tap_throttled_total'), { '100001/shared': 1 });
+});
+
+test('a pool with requests left is never reported spent, even when the clock moves between readings', async () => {
+  // A clock that moves 1 ms at every reading, as the system clock does under load.
+  let t = Date.UTC(2026, 10, 23, 12, 0, 0);
+  const clock: Clock = {
+    now: () => t++,
+    setTimer: () => () => {},
+    sleep: (ms) => new Promise((r) => setImmediate(() => ((t += ms), r()))),
+  };
+  const { logger, lines } = captureLogger();
+  const b = new RateBudget({ log: new MemoryRequestLog(), clock, logger, limit: 1800, throttleInitialMs: 60_000, throttleMaxMs: 3600_000 });
+  await b.load(['shared']);
+  const signal = new AbortController().signal;
+  for (let i = 0; i < 3; i++) await b.acquire('shared', signal);
+  assert.deepEqual(
+    lines.filter((l) => /is spent/.test(l.msg)).map((l) => l.msg),
+    [],
+    'no "spent" line while requests are left',
+  );
+  assert.equal(b.remaining('shared'), 1797);
 });
