@@ -52,6 +52,8 @@ interface PoolState {
   blockedUntil: number;
   throttle: Backoff;
   lastPrune: number;
+  /** The persisted log refused the last write. */
+  logFailing?: boolean;
 }
 
 export class RateBudget {
@@ -120,10 +122,9 @@ export class RateBudget {
       const at = this.nextAllowedAt(pool, now);
       if (at <= now) {
         s.times.push(now);
-        await this.#o.log.record(pool, now);
+        await this.#persist(pool, s, now);
         this.#o.metrics?.inc('tap_requests_total', { pool });
         this.#o.metrics?.set('tap_requests_left', { pool }, this.remaining(pool, now));
-        await this.#prunePersisted(pool, s, now);
         return;
       }
       const why = s.blockedUntil > now ? 'backing off after HTTP 429' : `${this.#o.limit} requests in the last 24 h`;
@@ -156,9 +157,31 @@ export class RateBudget {
     if (i > 0) s.times.splice(0, i);
   }
 
-  async #prunePersisted(pool: TapPool, s: PoolState, now: number): Promise<void> {
-    if (now - s.lastPrune < 3600_000) return;
-    s.lastPrune = now;
-    await this.#o.log.prune(pool, now - this.#o.windowMs);
+  /**
+   * Writes the request to the persisted log. A log that cannot be written (a full or read-only
+   * state disk, a Lease the API refuses) does not hold collection back: the request is counted
+   * here all the same, and the worst a restart can then do is under-count and meet a 429, which
+   * the throttle handles. Each streak of failures is logged once, its end once.
+   */
+  async #persist(pool: TapPool, s: PoolState, now: number): Promise<void> {
+    try {
+      await this.#o.log.record(pool, now);
+      if (now - s.lastPrune >= 3600_000) {
+        s.lastPrune = now;
+        await this.#o.log.prune(pool, now - this.#o.windowMs);
+      }
+      if (s.logFailing) {
+        s.logFailing = false;
+        this.#o.logger.info({ pool }, 'TAP request log is written again.');
+      }
+    } catch (err) {
+      if (!s.logFailing) {
+        s.logFailing = true;
+        this.#o.logger.warn(
+          { pool, err: (err as Error).message, code: (err as { code?: unknown }).code },
+          'TAP request log cannot be written; requests are still counted in memory (a restart meanwhile may under-count them and meet a 429).',
+        );
+      }
+    }
   }
 }

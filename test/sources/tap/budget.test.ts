@@ -125,3 +125,28 @@ test('a pool with requests left is never reported spent, even when the clock mov
   );
   assert.equal(b.remaining('shared'), 1797);
 });
+
+test('a request log that cannot be written does not stop requests; they are still counted and the failure is logged once', async () => {
+  const clock = new FakeClock();
+  class FullDiskLog extends MemoryRequestLog {
+    full = true;
+    override async record(pool: string, at: number): Promise<void> {
+      if (this.full) throw Object.assign(new Error('IO error: No space left on device'), { code: 'SIDECAR_ERR_STATE_IO' });
+      return super.record(pool, at);
+    }
+  }
+  const log = new FullDiskLog();
+  const { logger, lines } = captureLogger();
+  const budget = make(clock, log, 3, logger);
+  await budget.load(['shared']);
+  const signal = new AbortController().signal;
+  await budget.acquire('shared', signal);
+  await budget.acquire('shared', signal);
+  assert.equal(budget.remaining('shared'), 1, 'counted in memory');
+  assert.equal(lines.filter((l) => /request log cannot be written/.test(String(l.msg))).length, 1);
+  log.full = false;
+  await budget.acquire('shared', signal);
+  assert.deepEqual(log.pools.get('shared')?.length, 1, 'written again once the disk has room');
+  assert.ok(lines.some((l) => /request log is written again/.test(String(l.msg))));
+  assert.equal(budget.remaining('shared'), 0);
+});
