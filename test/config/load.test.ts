@@ -146,7 +146,7 @@ test('unknown keys are rejected with their path, the nearest valid key and what 
   );
   assert.ok(
     p.includes(
-      'globals.stat_dir: unknown key; did you mean "state_dir"? Allowed keys in globals: name, log_level, state_dir, http, shutdown_timeout_secs, dedup_sweep_interval_secs, dedup_max_keys, coordination, persistence',
+      'globals.stat_dir: unknown key; did you mean "state_dir"? Allowed keys in globals: name, log_level, state_dir, http, shutdown_timeout_secs, dedup_sweep_interval_secs, dedup_max_keys, coordination, persistence, debug, id',
     ),
     p.join('\n'),
   );
@@ -172,7 +172,7 @@ test('wrong values name the key, what was given and what is allowed', () => {
     "output.max_frame_bytes: must stay well below Fluent Bit's buffer_max_size (6144000) (got 6144000)",
     'output.port: must be a number (got "x")',
   ].sort());
-  assert.deepEqual(problems(() => loadConfigObject({ output: { type: 'kafka' } })), ['output.type: must be one of "forward", "stdout"']);
+  assert.deepEqual(problems(() => loadConfigObject({ output: { type: 'kafka' }, inputs: { proofpoint_tap: tap() } })), ['output.type: must be one of "forward", "stdout"']);
 });
 
 test('Devo-only sections are accepted and reported as ignored', () => {
@@ -182,8 +182,8 @@ test('Devo-only sections are accepted and reported as ignored', () => {
     inputs: { proofpoint_tap: tap() },
   });
   assert.deepEqual(notices, [
-    'outputs is a Devo collector section and is ignored: events go to Fluent Bit (section output); its outputs ship them',
-    'globals.persistence is a Devo collector section and is ignored: state is kept in LevelDB under globals.state_dir',
+    'outputs is a Devo collector key and is ignored: events go to Fluent Bit (section output); its outputs ship them',
+    'globals.persistence is a Devo collector key and is ignored: state is kept in LevelDB under globals.state_dir',
   ]);
   assert.equal((config as Record<string, unknown>).outputs, undefined);
 });
@@ -247,18 +247,18 @@ inputs:
   proofpoint_tap: { id: x, enabled: \${TAP_ON}, credentials: { username: u123, password: \${TAP_PW} }, services: { clicksBlocked: {} } }
 # a commented \${NOT_SET} is not an error
 `,
-    { env: { FB_PORT: '24225', FB_KEY: '12345678', TAP_ON: 'false', TAP_PW: '99999999' } },
+    { env: { FB_PORT: '24225', FB_KEY: '12345678', TAP_ON: 'true', TAP_PW: '99999999' } },
   );
   assert.equal(config.output.type === 'forward' && config.output.port, 24225);
   assert.equal(config.output.type === 'forward' && config.output.shared_key, '12345678');
-  assert.equal(config.inputs.proofpoint_tap?.enabled, false);
+  assert.equal(config.inputs.proofpoint_tap?.enabled, true);
   assert.equal(config.inputs.proofpoint_tap?.credentials.password, '99999999');
 });
 
 test('globals.coordination: timings that could let two replicas pull one feed are refused, naming the key', () => {
   const problems = (coordination: Record<string, unknown>) => {
     try {
-      loadConfigText(JSON.stringify({ globals: { coordination: { type: 'kubernetes', ...coordination } } }));
+      loadConfigText(JSON.stringify({ globals: { coordination: { type: 'kubernetes', ...coordination } }, inputs: { proofpoint_tap: tap() } }));
       return [];
     } catch (err) {
       return String((err as Error).message).split('\n');
