@@ -23,6 +23,7 @@ import { formatUtc, parseTimestampMs } from '../util/time.ts';
  */
 const IGNORED_KEYS: ReadonlyArray<{ path: string[]; why: string }> = [
   { path: ['outputs'], why: 'events go to Fluent Bit (section output); its outputs ship them' },
+  { path: ['global_overrides'], why: 'the Devo collector server\'s settings; set globals (e.g. globals.log_level) instead' },
   { path: ['globals', 'persistence'], why: 'state is kept in LevelDB under globals.state_dir' },
   { path: ['globals', 'debug'], why: 'set globals.log_level (debug, info, warn or error) instead' },
   { path: ['globals', 'id'], why: 'the sidecar has no collector id; each input keeps its own id, and globals.name names the process' },
@@ -85,6 +86,7 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
   const notices: string[] = [];
 
   const substituted = substituteEnv(raw, env, [], problems) as Record<string, unknown>;
+  liftCloudFormInputs(substituted, notices, problems);
   readSecretFiles(substituted, baseDir, problems);
   registerSecrets(substituted);
 
@@ -103,6 +105,24 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
   const config = parsed.data;
   for (const { at } of ignored) deletePath(config, at);
   return { config, notices };
+}
+
+/** Input names the Devo collector server's JSON form puts at the top level, beside global_overrides. */
+const INPUT_NAMES = ['proofpoint_tap', 'proofpoint_on_demand'] as const;
+
+/** `{ "proofpoint_tap": {...} }` (the Devo collector server's JSON form) is read as `inputs.proofpoint_tap`. */
+function liftCloudFormInputs(cfg: Record<string, unknown>, notices: string[], problems: string[]): void {
+  for (const name of INPUT_NAMES) {
+    if (!(name in cfg)) continue;
+    const inputs = isPlainObject(cfg.inputs) ? cfg.inputs : {};
+    if (inputs[name] !== undefined) {
+      problems.push(`${name}: given both at the top level and as inputs.${name}; keep one`);
+      continue;
+    }
+    cfg.inputs = { ...inputs, [name]: cfg[name] };
+    delete cfg[name];
+    notices.push(`${name} at the top level (the Devo collector server's JSON form) is read as inputs.${name}`);
+  }
 }
 
 /** The Devo-only keys present, with their concrete paths. */

@@ -158,6 +158,8 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Devo-only: accepted and ignored (the output is Fluent Bit). */
   outputs: z.unknown().optional(),
+  /** Devo collector server's JSON form: accepted and ignored (globals holds the settings). */
+  global_overrides: z.unknown().optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
