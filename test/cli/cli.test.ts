@@ -68,6 +68,19 @@ test('usage errors exit 2', () => {
   assert.match(r.stderr, /--config/);
 });
 
+test("the README's example config passes check without a warning (no example date that ages into one)", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = /```yaml\n(globals:[\s\S]*?)```/.exec(readme);
+  assert.ok(block, 'README has no yaml example starting with globals:');
+  const dir = tmpDir();
+  const file = path.join(dir, 'readme.yaml');
+  writeFileSync(file, block[1]!);
+  const r = runCli(['check', '--config', file], { env: ENV, cwd: dir });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.doesNotMatch(r.stdout, /^warning:/m);
+  assertNoSecrets(r.stdout + r.stderr);
+});
+
 test('--version prints the version of package.json and exits 0', () => {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   const r = runCli(['--version']);
