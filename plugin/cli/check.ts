@@ -12,7 +12,8 @@ export const builder = (y: Argv) =>
     .option('online', {
       type: 'boolean',
       default: false,
-      describe: 'Also verify credentials and reachability of every enabled service (one small TAP request; a POD handshake closed at once)',
+      describe:
+        'Also verify the output and every enabled service: a forward connection to Fluent Bit (with the shared_key handshake when set) acknowledging a message without records, one small TAP request, a POD handshake closed at once',
     })
     .option('probe', {
       type: 'boolean',
@@ -58,7 +59,11 @@ export async function handler(args: CheckArgs): Promise<number> {
     const { checkOnline, probeOnline } = await import('./online.ts');
     const ok = await checkOnline(config, out);
     if (args.probe) await probeOnline(config, out, { capMs: (args.probeTimeout ?? 120) * 1000, live: args.probeLive ?? false });
-    out.write(ok ? 'Configuration is valid and every enabled service answered.\n' : 'Configuration is valid, but a service check failed (see above).\n');
+    out.write(
+      ok
+        ? 'Configuration is valid; the output and every enabled service answered.\n'
+        : 'Configuration is valid, but an output or service check failed (see above).\n',
+    );
     return ok ? 0 : 1;
   }
   out.write('Configuration is valid.\n');

@@ -4,6 +4,7 @@
  */
 import yargs from 'yargs';
 import { reportError, UsageError } from './common.ts';
+import { SIDECAR_VERSION } from '../util/user-agent.ts';
 import * as run from './run.ts';
 import * as check from './check.ts';
 import * as state from './state.ts';
@@ -26,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
       .strict()
       .recommendCommands()
       .help()
-      .version(false)
+      .version('version', 'Print the version and exit', SIDECAR_VERSION)
       .exitProcess(false)
       .fail((msg, err) => {
         if (err) throw err;

@@ -11,12 +11,19 @@
  *   holds the token for that type: reachable, credentials not checked (often the running sidecar).
  * - Coordination (globals.coordination): a read of each feed's Lease, which checks the API server,
  *   the credentials and the Role's `get` (create and update cannot be checked without writing).
+ * - Output (forward): a connection as `run` opens it (TCP or unix socket, TLS, the shared_key
+ *   handshake when set) and one Forward-mode message with no entries and a `chunk` option.
+ *   Fluent Bit's in_forward acknowledges it and appends nothing, so nothing reaches the SIEM (an
+ *   empty PackedForward, by contrast, is refused with "could not append logs" and no ack).
  *
  * `--probe` (after these verdicts, opt-in): asks the PoD tenant what the sidecar can only assume,
  * one `PROBE` line per question (pod-probe.ts). Probes only report: the exit code stays the one
  * the verdicts above decide.
  */
-import type { Config } from '../config/schema.ts';
+import type net from 'node:net';
+import type { Config, ForwardOutputConfig } from '../config/schema.ts';
+import { ForwardClient, OutboundChunk } from '../forward/client.ts';
+import { newChunkId } from '../forward/encoder.ts';
 import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
 import { scrub } from '../telemetry/secrets.ts';
 import { enabledServices } from '../sources/tap/config.ts';
@@ -134,8 +141,71 @@ export async function probeOnline(config: Config, out: NodeJS.WritableStream, op
   return summary;
 }
 
+/** Tag of the output check's message; it carries no record, so no output ever matches anything. */
+export const OUTPUT_CHECK_TAG = 'proofpoint_sidecar.check';
+
+/** `[tag, [], {chunk: id}]`: Forward mode, zero entries, asking for an ack. */
+function emptyForwardMessage(tag: string, chunkId: string): Buffer {
+  const str = (text: string) => {
+    const b = Buffer.from(text, 'utf8');
+    if (b.length > 255) throw new Error('check tag or chunk id too long');
+    return Buffer.concat([b.length < 32 ? Buffer.from([0xa0 | b.length]) : Buffer.from([0xd9, b.length]), b]);
+  };
+  return Buffer.concat([Buffer.from([0x93]), str(tag), Buffer.from([0x90, 0x81]), str('chunk'), str(chunkId)]);
+}
+
+/** A chunk written as an empty Forward-mode message instead of a PackedForward frame. */
+class EmptyCheckChunk extends OutboundChunk {
+  override writeTo(socket: net.Socket): void {
+    socket.write(emptyForwardMessage(this.tag, this.id));
+    this.writes++;
+  }
+}
+
+/**
+ * Connects to Fluent Bit as `run` does and waits for the ack of a message without records. The
+ * first failure (refused, TLS, handshake, a close before the ack) or the timeout is the verdict:
+ * the check does not retry as `run` would.
+ */
+export async function probeOutput(cfg: ForwardOutputConfig, timeoutMs?: number): Promise<Verdict> {
+  const target = (cfg.unix_path !== undefined ? `unix:${cfg.unix_path}` : `${cfg.host}:${cfg.port}`) + (cfg.tls ? ' (TLS)' : '');
+  const limitMs = timeoutMs ?? Math.min(cfg.connect_timeout_secs + cfg.ack_timeout_secs, 30) * 1000;
+  const handshake = cfg.shared_key === undefined ? '' : cfg.username === undefined ? ', shared_key handshake passed' : ', shared_key and user handshake passed';
+  const started = Date.now();
+  let client: ForwardClient | undefined;
+  const verdict = await new Promise<Verdict>((resolve) => {
+    const timer = setTimeout(
+      () => resolve({ service: 'forward', ok: false, text: `${target}: no acknowledgement within ${Math.round(limitMs / 1000)} s` }),
+      limitMs,
+    );
+    const settle = (v: Verdict) => {
+      clearTimeout(timer);
+      resolve(v);
+    };
+    client = new ForwardClient(cfg, {
+      events: {
+        error: (err) => settle({ service: 'forward', ok: false, text: `error ${err.code}: ${err.message}` }),
+        disconnected: ({ error }) => settle({ service: 'forward', ok: false, text: `cannot reach Fluent Bit: ${error.message}` }),
+      },
+    });
+    client.start();
+    client.enqueue(
+      new EmptyCheckChunk(OUTPUT_CHECK_TAG, newChunkId(), [], 0, () =>
+        settle({
+          service: 'forward',
+          ok: true,
+          text: `${target} acknowledged a message without records in ${Date.now() - started} ms${handshake} (nothing was written)`,
+        }),
+      ),
+    );
+  });
+  client?.close();
+  return verdict;
+}
+
 export async function checkOnline(config: Config, out: NodeJS.WritableStream): Promise<boolean> {
   const results: Array<{ input: string } & Verdict> = [];
+  if (config.output.type === 'forward') results.push({ input: 'output', ...(await probeOutput(config.output)) });
   for (const v of await probeCoordination(config)) results.push({ input: 'coordination', ...v });
   const tap = config.inputs.proofpoint_tap;
   const pod = config.inputs.proofpoint_on_demand;

@@ -13,11 +13,21 @@ import { ConfigError } from '../errors.ts';
 import { registerCredentialPair, registerSecret } from '../telemetry/secrets.ts';
 import { optionsOf, shapeOf, unwrap } from './keys.ts';
 import { configSchema, type Config } from './schema.ts';
+import { startTimestamp } from './types.ts';
+import { formatUtc, parseTimestampMs } from '../util/time.ts';
 
-/** Sections the Devo collectors' config.yaml has and this sidecar does not use. */
-const IGNORED_SECTIONS: ReadonlyArray<{ path: string[]; why: string }> = [
+/**
+ * Keys the Devo collectors' config.yaml has and this sidecar does not use: accepted, reported by
+ * `check` (and logged by `run`) with why, and dropped from the effective configuration. `*` is any
+ * input.
+ */
+const IGNORED_KEYS: ReadonlyArray<{ path: string[]; why: string }> = [
   { path: ['outputs'], why: 'events go to Fluent Bit (section output); its outputs ship them' },
+  { path: ['global_overrides'], why: 'the Devo collector server\'s settings; set globals (e.g. globals.log_level) instead' },
   { path: ['globals', 'persistence'], why: 'state is kept in LevelDB under globals.state_dir' },
+  { path: ['globals', 'debug'], why: 'set globals.log_level (debug, info, warn or error) instead' },
+  { path: ['globals', 'id'], why: 'the sidecar has no collector id; each input keeps its own id, and globals.name names the process' },
+  { path: ['inputs', '*', 'environment'], why: "it only labels the Devo collector's deployment" },
 ];
 
 /** Keys whose value is a credential: masked in `check`, scrubbed from logs, `<key>_file` allowed. */
@@ -39,6 +49,8 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** Base for relative `*_file` paths; the config file's folder by default. */
   baseDir?: string;
+  /** The time a start time must not be after (default: the system clock). */
+  now?: number;
 }
 
 export function loadConfigFile(file: string, opts: LoadOptions = {}): LoadedConfig {
@@ -74,22 +86,136 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
   const notices: string[] = [];
 
   const substituted = substituteEnv(raw, env, [], problems) as Record<string, unknown>;
+  liftCloudFormInputs(substituted, notices, problems);
   readSecretFiles(substituted, baseDir, problems);
   registerSecrets(substituted);
 
-  for (const s of IGNORED_SECTIONS) {
-    if (getPath(substituted, s.path) !== undefined) notices.push(`${s.path.join('.')} is a Devo collector section and is ignored: ${s.why}`);
-  }
+  const ignored = ignoredKeys(substituted);
+  for (const { at, why } of ignored) notices.push(`${at.join('.')} is a Devo collector key and is ignored: ${why}`);
   if (problems.length > 0) throw new ConfigError(problems);
 
+  coerceScalars(substituted);
   const parsed = configSchema.safeParse(substituted);
-  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, substituted));
+  // Every problem in one round: the schema's, a start time in the future, and no input at all.
+  const errors = parsed.success ? [] : formatIssues(parsed.error.issues, substituted);
+  errors.push(...futureStartTimes(substituted, opts.now ?? Date.now()));
+  const missing = missingInput(substituted);
+  if (missing) errors.push(missing);
+  if (errors.length > 0 || !parsed.success) throw new ConfigError([...new Set(errors)]);
   const config = parsed.data;
-  delete (config as { outputs?: unknown }).outputs;
-  delete (config.globals as { persistence?: unknown }).persistence;
-  const enabled = Object.values(config.inputs).filter((i) => i?.enabled);
-  if (enabled.length === 0) notices.push('no input is enabled: add inputs.proofpoint_tap or inputs.proofpoint_on_demand');
+  for (const { at } of ignored) deletePath(config, at);
   return { config, notices };
+}
+
+/** Input names the Devo collector server's JSON form puts at the top level, beside global_overrides. */
+const INPUT_NAMES = ['proofpoint_tap', 'proofpoint_on_demand'] as const;
+
+/** `{ "proofpoint_tap": {...} }` (the Devo collector server's JSON form) is read as `inputs.proofpoint_tap`. */
+function liftCloudFormInputs(cfg: Record<string, unknown>, notices: string[], problems: string[]): void {
+  for (const name of INPUT_NAMES) {
+    if (!(name in cfg)) continue;
+    const inputs = isPlainObject(cfg.inputs) ? cfg.inputs : {};
+    if (inputs[name] !== undefined) {
+      problems.push(`${name}: given both at the top level and as inputs.${name}; keep one`);
+      continue;
+    }
+    cfg.inputs = { ...inputs, [name]: cfg[name] };
+    delete cfg[name];
+    notices.push(`${name} at the top level (the Devo collector server's JSON form) is read as inputs.${name}`);
+  }
+}
+
+/** The Devo-only keys present, with their concrete paths. */
+function ignoredKeys(cfg: Record<string, unknown>): Array<{ at: string[]; why: string }> {
+  const out: Array<{ at: string[]; why: string }> = [];
+  for (const k of IGNORED_KEYS) {
+    const expand = (prefix: string[], rest: string[]): string[][] => {
+      if (rest.length === 0) return [prefix];
+      const [head, ...tail] = rest;
+      const here = getPath(cfg, prefix);
+      if (!isPlainObject(here)) return [];
+      const names = head === '*' ? Object.keys(here) : [head!];
+      return names.filter((n) => n in here).flatMap((n) => expand([...prefix, n], tail));
+    };
+    for (const at of expand([], k.path)) out.push({ at, why: k.why });
+  }
+  return out;
+}
+
+function deletePath(obj: unknown, at: readonly string[]): void {
+  const parent = getPath(obj, at.slice(0, -1));
+  if (isPlainObject(parent)) delete parent[at[at.length - 1]!];
+}
+
+/**
+ * Numbers and booleans written as strings (`"60"`, `"true"`: the Devo collectors' cloud form sends
+ * every value as a string) become what the schema expects there. Only where the schema asks for a
+ * number or a boolean; credentials are never touched. Changes the object in place.
+ */
+function coerceScalars(cfg: Record<string, unknown>): void {
+  for (let round = 0; round < 8; round++) {
+    const parsed = configSchema.safeParse(cfg);
+    if (parsed.success) return;
+    let changed = false;
+    for (const issue of parsed.error.issues) {
+      if (issue.code !== 'invalid_type' || (issue.expected !== 'number' && issue.expected !== 'boolean')) continue;
+      const at = issue.path.map(String);
+      if (isSecretKey(at)) continue;
+      const value = getPath(cfg, at);
+      if (typeof value !== 'string') continue;
+      const text = value.trim();
+      let typed: number | boolean | undefined;
+      if (issue.expected === 'number' && /^[+-]?\d+(\.\d+)?$/.test(text)) typed = Number(text);
+      if (issue.expected === 'boolean' && /^(true|false)$/i.test(text)) typed = text.toLowerCase() === 'true';
+      if (typed === undefined) continue;
+      const parent = getPath(cfg, at.slice(0, -1));
+      if (!isPlainObject(parent)) continue;
+      parent[at[at.length - 1]!] = typed;
+      changed = true;
+    }
+    if (!changed) return;
+  }
+}
+
+/** Start times after `now` (error 101), found on the raw values so they come with every other problem. */
+function futureStartTimes(cfg: Record<string, unknown>, now: number): string[] {
+  const out: string[] = [];
+  const keys: Array<[string, string]> = [
+    ['proofpoint_tap', 'start_time_in_utc'],
+    ['proofpoint_on_demand', 'start_time'],
+  ];
+  for (const [input, key] of keys) {
+    const enabled = getPath(cfg, ['inputs', input, 'enabled']);
+    if (enabled === false) continue;
+    const services = getPath(cfg, ['inputs', input, 'services']);
+    if (!isPlainObject(services)) continue;
+    for (const [name, svc] of Object.entries(services)) {
+      if (!isPlainObject(svc)) continue;
+      const parsed = startTimestamp.safeParse(svc[key]);
+      if (!parsed.success || typeof parsed.data !== 'string') continue;
+      const at = parseTimestampMs(parsed.data);
+      if (at !== undefined && at > now) {
+        out.push(`inputs.${input}.services.${name}.${key}: error 101: ${String(svc[key])} is in the future (now is ${formatUtc(now)})`);
+      }
+    }
+  }
+  return out;
+}
+
+/** Why nothing would be collected (`run` would have nothing to do), or undefined. */
+function missingInput(cfg: Record<string, unknown>): string | undefined {
+  const inputs = isPlainObject(cfg.inputs) ? Object.entries(cfg.inputs).filter(([, i]) => i !== undefined && i !== null) : [];
+  if (inputs.length === 0) {
+    return (
+      'inputs: no input is configured, so there is nothing to collect: add inputs.proofpoint_tap (id, credentials.username, ' +
+      'credentials.password, services) and/or inputs.proofpoint_on_demand (id, credentials.cluster_id, credentials.api_key, services)'
+    );
+  }
+  const enabled = inputs.filter(([, i]) => !isPlainObject(i) || (i.enabled !== false && i.enabled !== 'false'));
+  if (enabled.length === 0) {
+    return `inputs: every input has enabled: false (${inputs.map(([n]) => `inputs.${n}.enabled`).join(', ')}), so there is nothing to collect: enable at least one`;
+  }
+  return undefined;
 }
 
 const PLACEHOLDER = '__PPS_ENV__';
@@ -233,20 +359,30 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], raw: unknown): string
 }
 
 function expected(issue: z.core.$ZodIssue): string {
-  return issue.code === 'invalid_type' ? `a ${issue.expected}` : issue.message;
+  return issue.code === 'invalid_type' ? kind(issue.expected) : issue.message;
+}
+
+/** "a mapping", "a string", "an array", … for a zod type name. */
+function kind(type: string): string {
+  if (type === 'object') return 'a mapping';
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }
 
 function describe(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'invalid_type':
-      return `must be ${issue.expected === 'object' ? 'a mapping' : `a ${issue.expected}`}`;
+      return `must be ${kind(issue.expected)}`;
     case 'invalid_value':
       return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':
       if (!/^Too small/.test(issue.message)) return issue.message;
-      return issue.origin === 'string' ? 'must not be empty' : `must be at least ${issue.minimum}${issue.origin === 'number' ? '' : ` ${issue.origin}`}`;
+      if (issue.origin === 'string') return 'must not be empty';
+      // positive() is an exclusive bound at 0: "at least 0" would be wrong for 0 itself.
+      if (issue.inclusive === false) return `must be greater than ${issue.minimum}`;
+      return `must be at least ${issue.minimum}${issue.origin === 'number' ? '' : ` ${issue.origin}`}`;
     case 'too_big':
       if (!/^Too big/.test(issue.message)) return issue.message;
+      if (issue.inclusive === false) return `must be less than ${issue.maximum}`;
       return `must be at most ${issue.maximum}`;
     case 'invalid_format':
       return issue.message.startsWith('Invalid') ? `must be a valid ${issue.format}` : issue.message;

@@ -77,6 +77,10 @@ export const globalsSchema = z.strictObject({
   coordination: coordinationSchema.optional(),
   /** Devo-only: accepted and ignored (state lives in state_dir). */
   persistence: z.unknown().optional(),
+  /** Devo-only: accepted and ignored (log_level sets the detail). */
+  debug: z.unknown().optional(),
+  /** Devo-only: accepted and ignored (the collector's id; inputs keep their own `id`). */
+  id: z.unknown().optional(),
 });
 
 const tlsSchema = z.strictObject({
@@ -154,6 +158,8 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Devo-only: accepted and ignored (the output is Fluent Bit). */
   outputs: z.unknown().optional(),
+  /** Devo collector server's JSON form: accepted and ignored (globals holds the settings). */
+  global_overrides: z.unknown().optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -37,6 +37,9 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // pino's default `err` serializer turns a plain object ({ code, message }) into
+      // `"type":"Object","stack":""`: only real Errors get its treatment.
+      serializers: { err: (e: unknown) => (e instanceof Error ? pino.stdSerializers.err(e) : e) },
       hooks: { streamWrite: scrubLogLine },
     },
     destination,

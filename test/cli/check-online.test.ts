@@ -1,12 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startTapSimulator } from '../../plugin/simulator/tap/index.ts';
 import { startPodSimulator } from '../../plugin/simulator/pod/index.ts';
 import { runCliAsync } from '../helpers/cli.ts';
 import { TEST_SECRETS } from '../helpers/secrets.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { ForwardReceiver } from '../helpers/forward-receiver.ts';
+import { freePort } from '../helpers/net.ts';
+import { startFluentBit } from '../helpers/fluent-bit.ts';
 
 test('check --online gives a verdict per service: accepted, refused (error 100), and never prints a credential', async () => {
   const tap = await startTapSimulator({ credentials: { username: TEST_SECRETS.tapPrincipal, password: TEST_SECRETS.tapSecret } });
@@ -99,6 +102,101 @@ test('check --online with globals.coordination reads every feed Lease: readable,
     await pod.close();
   }
 });
+
+// check --online checks the output too: a forward connection (handshake included) and the ack of
+// a message that carries no record, so nothing reaches the SIEM.
+
+async function withTapSim<T>(fn: (tapUrl: string, dir: string) => Promise<T>): Promise<T> {
+  const tap = await startTapSimulator({ credentials: { username: TEST_SECRETS.tapPrincipal, password: TEST_SECRETS.tapSecret } });
+  try {
+    return await fn(tap.url, tmpDir());
+  } finally {
+    await tap.close();
+  }
+}
+
+function outputCheckConfig(dir: string, tapUrl: string, output: Record<string, unknown>): string {
+  const file = path.join(dir, `output-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      globals: { state_dir: path.join(dir, 'state') },
+      output: { type: 'forward', host: '127.0.0.1', connect_timeout_secs: 5, ack_timeout_secs: 5, ...output },
+      inputs: {
+        proofpoint_tap: {
+          id: 't',
+          override_url_base: tapUrl,
+          credentials: { username: TEST_SECRETS.tapPrincipal, password: TEST_SECRETS.tapSecret },
+          services: { clicksBlocked: {} },
+        },
+      },
+    }),
+  );
+  return file;
+}
+
+test('check --online fails when nothing listens on the forward output, naming the target', async () => {
+  await withTapSim(async (tapUrl, dir) => {
+    const port = await freePort();
+    const r = await runCliAsync(['check', '--online', '--config', outputCheckConfig(dir, tapUrl, { port })]);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`^FAIL output/forward: cannot reach Fluent Bit: 127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`, 'm'));
+    assert.match(r.stdout, /^OK   proofpoint_tap\/clicksBlocked: credentials accepted/m);
+    assert.match(r.stdout, /an output or service check failed/);
+  });
+});
+
+test('check --online passes against a forward receiver: handshake with shared_key, one ack, no record delivered', async () => {
+  await withTapSim(async (tapUrl, dir) => {
+    const receiver = new ForwardReceiver({ sharedKey: TEST_SECRETS.forwardSharedKey });
+    await receiver.listen(0);
+    try {
+      const file = outputCheckConfig(dir, tapUrl, { port: receiver.port, shared_key: TEST_SECRETS.forwardSharedKey, self_hostname: 'check-host' });
+      const r = await runCliAsync(['check', '--online', '--config', file]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^OK   output\/forward: 127\.0\.0\.1:\d+ acknowledged a message without records in \d+ ms, shared_key handshake passed/m);
+      assert.match(r.stdout, /the output and every enabled service answered/);
+      assert.equal(receiver.established, 1);
+      assert.deepEqual(receiver.pings.map((p) => p.hostname), ['check-host']);
+      assert.equal(receiver.acked.length, 1);
+      assert.deepEqual(receiver.frames.map((f) => [f.mode, f.entries]), [['forward', 0]]);
+      assert.equal(receiver.records.length, 0);
+      for (const s of Object.values(TEST_SECRETS)) assert.ok(!(r.stdout + r.stderr).includes(s), 'credential in output');
+
+      // A wrong key is a handshake failure, reported like a refused vendor credential.
+      const wrong = outputCheckConfig(dir, tapUrl, { port: receiver.port, shared_key: 'not-the-key-of-this-receiver' });
+      const bad = await runCliAsync(['check', '--online', '--config', wrong]);
+      assert.equal(bad.status, 1, bad.stdout + bad.stderr);
+      assert.match(bad.stdout, /^FAIL output\/forward: error \S+: .*shared_key does not match/m);
+      assert.equal(receiver.records.length, 0);
+    } finally {
+      await receiver.close();
+    }
+  });
+});
+
+const FLUENT_BIT = process.env.FLUENT_BIT_BIN;
+if (!FLUENT_BIT) {
+  test.skip('FLUENT_BIT_BIN not set: skipping check --online against a real Fluent Bit');
+} else {
+  test('check --online against the real Fluent Bit with shared_key: acknowledged, and nothing is written to its outputs', async () => {
+    await withTapSim(async (tapUrl, dir) => {
+      const fb = await startFluentBit(FLUENT_BIT, dir, { flush: 1, logLevel: 'info', security: { sharedKey: TEST_SECRETS.forwardSharedKey } });
+      try {
+        const file = outputCheckConfig(dir, tapUrl, { port: fb.port, shared_key: TEST_SECRETS.forwardSharedKey, self_hostname: fb.selfHostname });
+        const r = await runCliAsync(['check', '--online', '--config', file]);
+        assert.equal(r.status, 0, r.stdout + r.stderr + fb.log());
+        assert.match(r.stdout, /^OK   output\/forward: .* acknowledged a message without records .*shared_key handshake passed/m);
+        // Past a flush, out_file has still nothing: the check carried no record.
+        await new Promise((res) => setTimeout(res, 1500));
+        assert.ok(!existsSync(fb.recordsFile) || readFileSync(fb.recordsFile, 'utf8') === '', 'the output check wrote a record');
+        assert.doesNotMatch(fb.log(), /could not append/);
+      } finally {
+        fb.proc.kill('SIGTERM');
+      }
+    });
+  });
+}
 
 // check --online --probe: each PROBE line puts what the server did beside what the sidecar
 // assumes. The simulator's profiles stand in for the readings of the real server the probe is

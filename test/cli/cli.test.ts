@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, readdirSync } from 'node:fs';
+import { writeFileSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StateStore } from '../../plugin/state/store.ts';
+import { createLogger } from '../../plugin/telemetry/logger.ts';
 import { runCli } from '../helpers/cli.ts';
 import { TEST_SECRETS } from '../helpers/secrets.ts';
 import { tmpDir } from '../helpers/tmp.ts';
@@ -65,6 +66,67 @@ test('usage errors exit 2', () => {
   const r = runCli(['check']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--config/);
+});
+
+test("the README's example config passes check without a warning (no example date that ages into one)", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = /```yaml\n(globals:[\s\S]*?)```/.exec(readme);
+  assert.ok(block, 'README has no yaml example starting with globals:');
+  const dir = tmpDir();
+  const file = path.join(dir, 'readme.yaml');
+  writeFileSync(file, block[1]!);
+  const r = runCli(['check', '--config', file], { env: ENV, cwd: dir });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.doesNotMatch(r.stdout, /^warning:/m);
+  assertNoSecrets(r.stdout + r.stderr);
+});
+
+test('--version prints the version of package.json and exits 0', () => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const r = runCli(['--version']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), pkg.version);
+  assert.match(runCli(['--help']).stdout, /--version\s+Print the version and exit/);
+});
+
+test('an empty config fails check and run with exit 2 naming what is missing, instead of run exiting 0 at once', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'empty.yaml');
+  writeFileSync(file, '# nothing yet\n');
+  for (const cmd of ['check', 'run']) {
+    const r = runCli([cmd, '--config', file]);
+    assert.equal(r.status, 2, `${cmd}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /inputs: no input is configured, so there is nothing to collect: add inputs\.proofpoint_tap/);
+  }
+});
+
+test('check says when a TAP request_period_in_seconds is below the API\'s 30 s floor', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'fast.yaml');
+  writeFileSync(
+    file,
+    `output: { type: stdout }
+inputs:
+  proofpoint_tap:
+    id: x
+    credentials: { username: u123, password: p123 }
+    services: { clicksBlocked: { request_period_in_seconds: 10 } }
+`,
+  );
+  const r = runCli(['check', '--config', file]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^warning: inputs\.proofpoint_tap: services\.clicksBlocked\.request_period_in_seconds \(10\) is below 30, the smallest window the TAP API serves: it polls every 30 s$/m);
+});
+
+test('errors logged with a plain { code, message } keep them, without pino\'s "type":"Object","stack":""', () => {
+  const lines: string[] = [];
+  const logger = createLogger({ pretty: false, destination: { write: (l: string) => void lines.push(l) } });
+  logger.error({ err: { code: 'SIDECAR_ERR_X', message: 'went wrong' } }, 'failed');
+  logger.error({ err: new TypeError('real error') }, 'failed');
+  const [plain, real] = lines.map((l) => JSON.parse(l) as { err: Record<string, unknown> });
+  assert.deepEqual(plain!.err, { code: 'SIDECAR_ERR_X', message: 'went wrong' });
+  assert.equal(real!.err.type, 'TypeError');
+  assert.match(String(real!.err.stack), /^TypeError: real error/);
 });
 
 test('state show prints cursors and de-dup counts; state reset deletes one service', async () => {

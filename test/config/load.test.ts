@@ -146,7 +146,7 @@ test('unknown keys are rejected with their path, the nearest valid key and what 
   );
   assert.ok(
     p.includes(
-      'globals.stat_dir: unknown key; did you mean "state_dir"? Allowed keys in globals: name, log_level, state_dir, http, shutdown_timeout_secs, dedup_sweep_interval_secs, dedup_max_keys, coordination, persistence',
+      'globals.stat_dir: unknown key; did you mean "state_dir"? Allowed keys in globals: name, log_level, state_dir, http, shutdown_timeout_secs, dedup_sweep_interval_secs, dedup_max_keys, coordination, persistence, debug, id',
     ),
     p.join('\n'),
   );
@@ -172,7 +172,7 @@ test('wrong values name the key, what was given and what is allowed', () => {
     "output.max_frame_bytes: must stay well below Fluent Bit's buffer_max_size (6144000) (got 6144000)",
     'output.port: must be a number (got "x")',
   ].sort());
-  assert.deepEqual(problems(() => loadConfigObject({ output: { type: 'kafka' } })), ['output.type: must be one of "forward", "stdout"']);
+  assert.deepEqual(problems(() => loadConfigObject({ output: { type: 'kafka' }, inputs: { proofpoint_tap: tap() } })), ['output.type: must be one of "forward", "stdout"']);
 });
 
 test('Devo-only sections are accepted and reported as ignored', () => {
@@ -182,8 +182,8 @@ test('Devo-only sections are accepted and reported as ignored', () => {
     inputs: { proofpoint_tap: tap() },
   });
   assert.deepEqual(notices, [
-    'outputs is a Devo collector section and is ignored: events go to Fluent Bit (section output); its outputs ship them',
-    'globals.persistence is a Devo collector section and is ignored: state is kept in LevelDB under globals.state_dir',
+    'outputs is a Devo collector key and is ignored: events go to Fluent Bit (section output); its outputs ship them',
+    'globals.persistence is a Devo collector key and is ignored: state is kept in LevelDB under globals.state_dir',
   ]);
   assert.equal((config as Record<string, unknown>).outputs, undefined);
 });
@@ -247,18 +247,18 @@ inputs:
   proofpoint_tap: { id: x, enabled: \${TAP_ON}, credentials: { username: u123, password: \${TAP_PW} }, services: { clicksBlocked: {} } }
 # a commented \${NOT_SET} is not an error
 `,
-    { env: { FB_PORT: '24225', FB_KEY: '12345678', TAP_ON: 'false', TAP_PW: '99999999' } },
+    { env: { FB_PORT: '24225', FB_KEY: '12345678', TAP_ON: 'true', TAP_PW: '99999999' } },
   );
   assert.equal(config.output.type === 'forward' && config.output.port, 24225);
   assert.equal(config.output.type === 'forward' && config.output.shared_key, '12345678');
-  assert.equal(config.inputs.proofpoint_tap?.enabled, false);
+  assert.equal(config.inputs.proofpoint_tap?.enabled, true);
   assert.equal(config.inputs.proofpoint_tap?.credentials.password, '99999999');
 });
 
 test('globals.coordination: timings that could let two replicas pull one feed are refused, naming the key', () => {
   const problems = (coordination: Record<string, unknown>) => {
     try {
-      loadConfigText(JSON.stringify({ globals: { coordination: { type: 'kubernetes', ...coordination } } }));
+      loadConfigText(JSON.stringify({ globals: { coordination: { type: 'kubernetes', ...coordination } }, inputs: { proofpoint_tap: tap() } }));
       return [];
     } catch (err) {
       return String((err as Error).message).split('\n');
@@ -275,4 +275,132 @@ test('globals.coordination: timings that could let two replicas pull one feed ar
   );
   assert.ok(problems({ type: 'etcd' }).some((l) => l.includes('globals.coordination.type')));
   assert.ok(problems({ lease_prefix: 'Bad_Prefix' }).some((l) => l.includes('globals.coordination.lease_prefix')));
+});
+
+test('every config error comes in one round: a future start time is reported beside the schema errors', () => {
+  const p = problems(() =>
+    loadConfigObject(
+      {
+        output: { type: 'forward', port: 'x' },
+        inputs: {
+          proofpoint_tap: tap({ services: { clicksBlocked: { start_time_in_utc: '2026-06-01T00:00:00Z' } } }),
+          proofpoint_on_demand: { id: 'p', credentials: { cluster_id: 'c', api_key: TEST_SECRETS.podApiKey }, services: { maillog: { start_time: '2026-06-01T00:00:00' } } },
+        },
+      },
+      { now: Date.parse('2026-05-01T00:00:00Z') },
+    ),
+  );
+  assert.deepEqual(p.sort(), [
+    'inputs.proofpoint_on_demand.services.maillog.start_time: error 101: 2026-06-01T00:00:00 is in the future (now is 2026-05-01T00:00:00.000Z)',
+    'inputs.proofpoint_tap.services.clicksBlocked.start_time_in_utc: error 101: 2026-06-01T00:00:00Z is in the future (now is 2026-05-01T00:00:00.000Z)',
+    'output.port: must be a number (got "x")',
+  ]);
+});
+
+test('a config with nothing to collect is an error naming what is missing', () => {
+  for (const empty of [{}, { globals: { log_level: 'info' } }, { inputs: {} }]) {
+    const p = problems(() => loadConfigObject(empty));
+    assert.equal(p.length, 1, JSON.stringify(p));
+    assert.match(p[0]!, /^inputs: no input is configured, so there is nothing to collect: add inputs\.proofpoint_tap \(id, credentials\.username, credentials\.password, services\)/);
+  }
+  assert.deepEqual(problems(() => loadConfigText('')).length, 1);
+  assert.deepEqual(problems(() => loadConfigObject({ inputs: { proofpoint_tap: tap({ enabled: false }) } })), [
+    'inputs: every input has enabled: false (inputs.proofpoint_tap.enabled), so there is nothing to collect: enable at least one',
+  ]);
+});
+
+test('bounds and types are worded right: "greater than 0" for a positive key, "a mapping" for a required section', () => {
+  const p = problems(() =>
+    loadConfigObject({ inputs: { proofpoint_tap: { id: 'x', services: { clicksBlocked: { request_period_in_seconds: 0 } } } } }),
+  );
+  assert.deepEqual(p.sort(), [
+    'inputs.proofpoint_tap.credentials: is required (a mapping)',
+    'inputs.proofpoint_tap.services.clicksBlocked.request_period_in_seconds: must be greater than 0 (got 0)',
+  ]);
+  assert.ok(!p.some((l) => /at least 0|a object/.test(l)));
+});
+
+test('numbers and booleans written as strings (the Devo cloud form) are taken as numbers and booleans; credentials stay strings', () => {
+  const { config } = loadConfigObject({
+    output: { type: 'forward', port: '24225' },
+    inputs: {
+      proofpoint_tap: tap({
+        enabled: 'true',
+        credentials: { username: '12345678', password: '87654321' },
+        services: { clicksBlocked: { request_period_in_seconds: '60' }, messagesBlocked: { request_period_in_seconds: ' 120 ' } },
+      }),
+    },
+  });
+  const t = config.inputs.proofpoint_tap!;
+  assert.equal(config.output.type === 'forward' && config.output.port, 24225);
+  assert.equal(t.enabled, true);
+  assert.equal(t.services.clicksBlocked?.request_period_in_seconds, 60);
+  assert.equal(t.services.messagesBlocked?.request_period_in_seconds, 120);
+  assert.equal(t.credentials.username, '12345678');
+  assert.deepEqual(problems(() => loadConfigObject({ inputs: { proofpoint_tap: tap({ services: { clicksBlocked: { request_period_in_seconds: 'soon' } } }) } })), [
+    'inputs.proofpoint_tap.services.clicksBlocked.request_period_in_seconds: must be a number (got "soon")',
+  ]);
+});
+
+test('start times: empty or null is "from now" (TAP: null, POD: live), a zone-less time is UTC, fractions are kept', () => {
+  const { config } = loadConfigObject({
+    inputs: {
+      proofpoint_tap: tap({
+        services: {
+          clicksBlocked: { start_time_in_utc: null },
+          clicksPermitted: { start_time_in_utc: '' },
+          messagesBlocked: { start_time_in_utc: '2026-11-20T00:00:00' },
+          messagesDelivered: { start_time_in_utc: '2026-11-20T00:00:00.000Z' },
+        },
+      }),
+      proofpoint_on_demand: {
+        id: 'p',
+        credentials: { cluster_id: 'c', api_key: TEST_SECRETS.podApiKey },
+        services: { message: { start_time: null }, maillog: { start_time: '' }, audit: { start_time: '2026-11-20 00:00:00' } },
+      },
+    },
+  }, { now: Date.parse('2026-11-21T00:00:00Z') });
+  const s = config.inputs.proofpoint_tap!.services;
+  assert.equal(s.clicksBlocked?.start_time_in_utc, null);
+  assert.equal(s.clicksPermitted?.start_time_in_utc, null);
+  assert.equal(s.messagesBlocked?.start_time_in_utc, '2026-11-20T00:00:00Z');
+  assert.equal(s.messagesDelivered?.start_time_in_utc, '2026-11-20T00:00:00.000Z');
+  const p = config.inputs.proofpoint_on_demand!.services;
+  assert.equal(p.message?.start_time, undefined);
+  assert.equal(p.maillog?.start_time, undefined);
+  assert.equal(parseTimestampMs(p.audit!.start_time!), Date.parse('2026-11-20T00:00:00Z'));
+});
+
+test('override_url_base under each service (where Devo puts it) is used for the input; services that disagree are an error', () => {
+  const { config } = loadConfigObject({
+    inputs: {
+      proofpoint_tap: tap({ services: { clicksBlocked: { override_url_base: 'https://tap.example.net/' }, messagesBlocked: { override_url_base: 'https://tap.example.net' } } }),
+      proofpoint_on_demand: { id: 'p', credentials: { cluster_id: 'c', api_key: TEST_SECRETS.podApiKey }, services: { maillog: { override_url_base: 'wss://pod.example.net' } } },
+    },
+  });
+  assert.equal(config.inputs.proofpoint_tap!.override_url_base, 'https://tap.example.net');
+  assert.equal(config.inputs.proofpoint_on_demand!.override_url_base, 'wss://pod.example.net');
+  assert.equal((config.inputs.proofpoint_tap!.services.clicksBlocked as Record<string, unknown>).override_url_base, undefined);
+  const p = problems(() =>
+    loadConfigObject({
+      inputs: { proofpoint_tap: tap({ override_url_base: 'https://a.example.net', services: { clicksBlocked: { override_url_base: 'https://b.example.net' } } }) },
+    }),
+  );
+  assert.deepEqual(p, [
+    'inputs.proofpoint_tap.override_url_base: must be one URL for the whole input (one API serves every service); got https://a.example.net in override_url_base; https://b.example.net in services.clicksBlocked.override_url_base (got "https://a.example.net")',
+  ]);
+});
+
+test('Devo-only keys globals.debug, globals.id and inputs.*.environment are reported as ignored with why, and dropped', () => {
+  const { config, notices } = loadConfigObject({
+    globals: { debug: true, id: 'not_used' },
+    inputs: { proofpoint_tap: tap({ environment: 'prod' }) },
+  });
+  assert.deepEqual(notices, [
+    'globals.debug is a Devo collector key and is ignored: set globals.log_level (debug, info, warn or error) instead',
+    'globals.id is a Devo collector key and is ignored: the sidecar has no collector id; each input keeps its own id, and globals.name names the process',
+    "inputs.proofpoint_tap.environment is a Devo collector key and is ignored: it only labels the Devo collector's deployment",
+  ]);
+  assert.equal((config.globals as Record<string, unknown>).debug, undefined);
+  assert.equal((config.inputs.proofpoint_tap as Record<string, unknown>).environment, undefined);
 });

@@ -3,6 +3,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const MAIN = fileURLToPath(new URL('../../plugin/main.ts', import.meta.url));
+/** tsx by its resolved URL, so the CLI also starts with a `cwd` outside the repository. */
+const TSX = import.meta.resolve('tsx');
 
 export interface CliResult {
   status: number | null;
@@ -11,7 +13,7 @@ export interface CliResult {
 }
 
 export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): CliResult {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  const r = spawnSync(process.execPath, ['--import', TSX, MAIN, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...opts.env },
     cwd: opts.cwd,
@@ -22,7 +24,7 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
 
 /** Starts the CLI and returns the child, for long-running commands. */
 export function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  return spawn(process.execPath, ['--import', TSX, MAIN, ...args], {
     env: { ...process.env, ...opts.env },
     cwd: opts.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],

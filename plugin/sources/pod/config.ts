@@ -5,7 +5,7 @@
  * Vendor facts behind the defaults: ../../../../shared/docs/proofpoint-pod.md §0 and §1.3.
  */
 import { z } from 'zod';
-import { fluentTag, inputId, isoTimestamp, positiveInt, secret } from '../../config/types.ts';
+import { fluentTag, inputId, positiveInt, secret, serviceUrlBase, startTimestamp } from '../../config/types.ts';
 
 export const POD_SERVICES = ['message', 'maillog', 'audit'] as const;
 export type PodServiceName = (typeof POD_SERVICES)[number];
@@ -25,12 +25,20 @@ export const POD_ARCHIVE_MAX_AGE_MS = 30 * 24 * 3600_000;
 const nonNegativeInt = z.number().int().min(0);
 
 export const podServiceSchema = z.strictObject({
-  /** Replay from here on first start (archive mode, hour-rounded, at most 30 days back); default: live. */
-  start_time: isoTimestamp.optional(),
+  /**
+   * Replay from here on first start (archive mode, hour-rounded, at most 30 days back). Omitted,
+   * empty or null (the Devo collector's "from now"): live.
+   */
+  start_time: startTimestamp.transform((v) => v ?? undefined),
   /** Minimum seconds between two connection attempts of this service (the Devo collector's meaning). */
   request_period_in_seconds: positiveInt.default(60),
   /** Replaces the service's tag (and Devo table). */
   override_tag_base: fluentTag.optional(),
+  /**
+   * The Devo collector's place for the log stream's base URL. A tenant has one log stream, so all
+   * services (and the input's `override_url_base`) must name the same one.
+   */
+  override_url_base: z.url({ protocol: /^wss?$/ }).optional(),
   /** Seconds a de-dup key is remembered after its batch is committed (at least two hours: archive hour rounding repeats up to an hour). */
   dedup_window_secs: z.number().int().min(7200, 'must be at least 7200 (two hours)').default(7200),
 });
@@ -38,6 +46,8 @@ export const podServiceSchema = z.strictObject({
 export const podInputSchema = z.strictObject({
   id: inputId,
   enabled: z.boolean().default(true),
+  /** Devo-only: accepted and ignored (a label of the Devo collector's deployment). */
+  environment: z.unknown().optional(),
   credentials: z.strictObject({
     /** The PoD cluster id (`cid` query parameter); not a secret. */
     cluster_id: z.string().min(1, 'must not be empty'),
@@ -110,7 +120,7 @@ export const podInputSchema = z.strictObject({
     maillog: podServiceSchema.optional(),
     audit: podServiceSchema.optional(),
   }),
-});
+}).transform(serviceUrlBase);
 
 export type PodInputConfig = z.infer<typeof podInputSchema>;
 export type PodInputConfigInput = z.input<typeof podInputSchema>;

@@ -5,7 +5,7 @@
  * default declared here. Vendor facts behind the defaults: ../shared/docs/proofpoint-tap.md.
  */
 import { z } from 'zod';
-import { fluentTag, inputId, isoTimestamp, positiveInt, secret } from '../../config/types.ts';
+import { fluentTag, inputId, positiveInt, secret, serviceUrlBase, startTimestamp } from '../../config/types.ts';
 
 export const TAP_SERVICES = ['clicksBlocked', 'clicksPermitted', 'messagesBlocked', 'messagesDelivered'] as const;
 export type TapServiceName = (typeof TAP_SERVICES)[number];
@@ -26,8 +26,11 @@ export const THREAT_STATUSES = ['active', 'cleared', 'falsePositive'] as const;
 export const THREAT_TYPES = ['url', 'attachment', 'messageText'] as const;
 
 export const tapServiceSchema = z.strictObject({
-  /** Where the first pull starts (default: one hour before the first start); at most 7 days back. */
-  start_time_in_utc: isoTimestamp.optional(),
+  /**
+   * Where the first pull starts; at most 7 days back. Omitted: one hour before the first start;
+   * empty or null (the Devo collector's "from now"): the first start.
+   */
+  start_time_in_utc: startTimestamp,
   /**
    * Seconds between polls once caught up. With two or more services one `/v2/siem/all` call serves
    * them all, so the shortest period among them sets the cadence.
@@ -35,12 +38,19 @@ export const tapServiceSchema = z.strictObject({
   request_period_in_seconds: positiveInt.default(60),
   /** Replaces the service's tag (and Devo table). */
   override_tag_base: fluentTag.optional(),
+  /**
+   * The Devo collector's place for the API's base URL. One `/v2/siem/all` request serves every
+   * service, so all services (and the input's `override_url_base`) must name the same one.
+   */
+  override_url_base: z.url({ protocol: /^https?$/ }).optional(),
 });
 
 export const tapInputSchema = z
   .strictObject({
     id: inputId,
     enabled: z.boolean().default(true),
+    /** Devo-only: accepted and ignored (a label of the Devo collector's deployment). */
+    environment: z.unknown().optional(),
     credentials: z.strictObject({
       /** TAP service principal. */
       username: secret,
@@ -136,7 +146,8 @@ export const tapInputSchema = z
         message: 'false positives are opt-in: set include_false_positives: true instead of listing falsePositive',
       });
     }
-  });
+  })
+  .transform(serviceUrlBase);
 
 export type TapInputConfig = z.infer<typeof tapInputSchema>;
 export type TapServiceConfig = z.infer<typeof tapServiceSchema>;

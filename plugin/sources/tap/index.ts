@@ -45,7 +45,7 @@ export function checkTapConfig(cfg: TapInputConfig, now: number = Date.now()): s
 
   for (const svc of names) {
     const text = cfg.services[svc]?.start_time_in_utc;
-    const start = text === undefined ? undefined : parseTimestampMs(text);
+    const start = text === undefined || text === null ? undefined : parseTimestampMs(text);
     if (start !== undefined && start < now - LOOKBACK_MS) {
       warnings.push(
         `services.${svc}.start_time_in_utc (${text}) is more than 7 days back: the TAP API serves 7 days, ` +
@@ -59,6 +59,14 @@ export function checkTapConfig(cfg: TapInputConfig, now: number = Date.now()): s
   const pool = names.length === 1 && names[0] === 'clicksPermitted' ? 'clicksPermitted' : poolOf(path);
   const periods = names.map((s) => cfg.services[s]?.request_period_in_seconds ?? 60);
   const period = Math.max(Math.min(...periods), MIN_WINDOW_MS / 1000);
+  for (const s of names) {
+    const p = cfg.services[s]?.request_period_in_seconds ?? 60;
+    if (p < MIN_WINDOW_MS / 1000) {
+      warnings.push(
+        `services.${s}.request_period_in_seconds (${p}) is below ${MIN_WINDOW_MS / 1000}, the smallest window the TAP API serves: it polls every ${MIN_WINDOW_MS / 1000} s`,
+      );
+    }
+  }
   if (names.length >= 2 && new Set(periods).size > 1) {
     warnings.push(
       `services ${names.join(', ')} share one /v2/siem/all request per window, so the shortest request_period_in_seconds (${period}) applies to all of them`,
@@ -82,7 +90,7 @@ export function checkTapConfig(cfg: TapInputConfig, now: number = Date.now()): s
   }
   const starts = names.map((s) => {
     const text = cfg.services[s]?.start_time_in_utc;
-    return text === undefined ? now - 3600_000 : (parseTimestampMs(text) ?? now);
+    return text === undefined ? now - 3600_000 : text === null ? now : (parseTimestampMs(text) ?? now);
   });
   const backfillWindows = Math.ceil((now - Math.max(Math.min(...starts), now - LOOKBACK_MS)) / 3_600_000);
   if (perDay <= limit && backfillWindows + perDay > limit) {

@@ -32,6 +32,7 @@ import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError, StartTi
 import { buildEvent } from './event.ts';
 import {
   LOOKBACK_MARGIN_MS,
+  MIN_WINDOW_MS,
   advance,
   floorSec,
   formatInterval,
@@ -82,7 +83,7 @@ const EXTRA_LAG_CAP_MS = 10 * 60_000;
 export function assertStartTimes(cfg: TapInputConfig, now: number): void {
   for (const svc of enabledServices(cfg)) {
     const text = cfg.services[svc]?.start_time_in_utc;
-    if (text === undefined) continue;
+    if (text === undefined || text === null) continue;
     const at = parseTimestampMs(text);
     if (at === undefined) {
       throw new StartTimeError(`inputs.proofpoint_tap.services.${svc}.start_time_in_utc: "${text}" is not a timestamp`);
@@ -173,7 +174,7 @@ export class TapSource implements Source<TapCursor> {
       name,
       tag: cfg.services[name]?.override_tag_base ?? TAP_DEFAULT_TAGS[name],
       dedupMaxAgeMs: cfg.dedup_window_secs * 1000,
-      startTime: cfg.services[name]?.start_time_in_utc,
+      startTime: cfg.services[name]?.start_time_in_utc ?? undefined,
     }));
   }
 
@@ -240,6 +241,12 @@ export class TapSource implements Source<TapCursor> {
     const client = tapClientFor(cfg, { dispatcher: this.#dispatcher, userAgent: ctx.userAgent });
     const retry = new Backoff({ minMs: cfg.retry_initial_ms, maxMs: cfg.retry_max_secs * 1000 });
     const periodMs = Math.min(...names.map((s) => (cfg.services[s]?.request_period_in_seconds ?? 60) * 1000));
+    if (periodMs < MIN_WINDOW_MS) {
+      log.warn(
+        { request_period_in_seconds: periodMs / 1000, polling_every_secs: MIN_WINDOW_MS / 1000 },
+        `TAP: request_period_in_seconds ${periodMs / 1000} is below the API's smallest window (${MIN_WINDOW_MS / 1000} s): polling every ${MIN_WINDOW_MS / 1000} s`,
+      );
+    }
     let marginMs = LOOKBACK_MARGIN_MS;
     let extraLagMs = 0;
     const windowOptions = (): WindowOptions => ({
@@ -461,6 +468,8 @@ export class TapSource implements Source<TapCursor> {
 
   #startOf(svc: TapServiceName, now: number): number {
     const text = this.#cfg.services[svc]?.start_time_in_utc;
+    // null: the Devo collector's empty start time, "from now".
+    if (text === null) return floorSec(now);
     const at = text === undefined ? undefined : parseTimestampMs(text);
     return floorSec(at ?? now - HOUR_MS);
   }

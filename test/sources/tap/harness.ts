@@ -330,7 +330,7 @@ export class TapHarness {
     const h = new TapHarness(clock, sim, cfg, o.mode ?? 'pipeline');
     if (o.cursors) {
       if (h.runner instanceof PipelineRunner) {
-        const starts = Object.fromEntries(Object.keys(o.cursors).map((s) => [s, cfg.services[s as TapServiceName]?.start_time_in_utc]));
+        const starts = Object.fromEntries(Object.keys(o.cursors).map((s) => [s, cfg.services[s as TapServiceName]?.start_time_in_utc ?? undefined]));
         await h.runner.seed(cfg.id, o.cursors, starts);
       } else {
         for (const [s, c] of Object.entries(o.cursors)) if (c) (h.runner as DirectRunner).state.cursors.set(s, c);
