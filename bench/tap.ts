@@ -23,6 +23,7 @@ import { tapInputSchema } from '../plugin/sources/tap/config.ts';
 import { createTapSource, TAP_SERVICES, type TapCursor } from '../plugin/sources/tap/index.ts';
 import { createLogger } from '../plugin/telemetry/logger.ts';
 import type { TapScenarioOptions } from '../plugin/simulator/tap/index.ts';
+import { formatPhases, MemorySampler, type PhaseMemory } from './memory.ts';
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -80,6 +81,8 @@ export interface TapBenchResult {
   peakRssMiB: number;
   simulatorPeakRssMiB: number;
   duplicatesFiltered: number;
+  /** Memory in the first, middle and last third of the backfill. */
+  memory: PhaseMemory[];
 }
 
 export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean; prefetch?: boolean } = {}): Promise<TapBenchResult> {
@@ -106,6 +109,8 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
   });
   const source = createTapSource(cfg);
   const pipeline = new Pipeline({ store, sink, sources: [source], logger });
+  const sampler = new MemorySampler();
+  const m0 = performance.now();
   const t0 = Date.now();
   const target = t0 - 10 * 60_000;
   if (print) {
@@ -122,11 +127,16 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     if (print && Date.now() - lastReport > 5000) {
       lastReport = Date.now();
       const at = (counters[0]?.cursor as TapCursor | undefined)?.collected_to ?? '-';
-      process.stdout.write(`  ${sink.records} records, cursor at ${at}, rss ${Math.round(process.memoryUsage().rss / 1048576)} MiB\n`);
+      const m = sampler.sample();
+      process.stdout.write(
+        `  ${sink.records} records, cursor at ${at}, rss ${Math.round(m.rss / 1048576)} MiB, heap used ${Math.round(m.heapUsed / 1048576)} MiB, external ${Math.round(m.external / 1048576)} MiB\n`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   const wall = (Date.now() - t0) / 1000;
+  const memory = sampler.thirds(m0, performance.now());
+  sampler.stop();
   const duplicates = pipeline.counters().reduce((n, c) => n + c.duplicates, 0);
   await pipeline.stop(10_000);
   await store.close();
@@ -145,13 +155,16 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
     simulatorPeakRssMiB: Math.round(stats.maxRssKiB / 1024),
     duplicatesFiltered: duplicates,
+    memory,
   };
   if (print) {
     process.stdout.write(
       `TAP 7-day backfill, 4 services: ${result.events} events delivered (${stats.served} served, ${duplicates} duplicates filtered)\n` +
         `  API requests: ${result.apiRequests} (${stats.byStatus})\n` +
         `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s)\n` +
-        `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n`,
+        `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n` +
+        `${formatPhases(memory)}\n` +
+        `  flat:         last third's peak RSS is ${Math.round((memory[2]!.peakRssMiB / memory[0]!.peakRssMiB) * 100)}% of the first third's\n`,
     );
   }
   return result;
