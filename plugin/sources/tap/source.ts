@@ -25,7 +25,7 @@ import { CredentialsError, VendorHttpError, VendorRequestError } from '../../err
 import { Backoff } from '../../util/backoff.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { TAP_DEFAULT_TAGS, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
-import { TAP_PATHS, tapClientFor, type WindowAnswer } from './client.ts';
+import { TAP_PATHS, tapClientFor, type WindowBody, type WindowPart } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
 import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError, StartTimeError } from './errors.ts';
 import { buildEvent } from './event.ts';
@@ -54,15 +54,21 @@ export interface TapCursor {
 }
 
 /** One window's answer (or the error that came instead), with the time its request was sent. */
-type Fetched = { w: Window; sentAt: number; answer: WindowAnswer } | { w: Window; sentAt: number; error: unknown };
+type Fetched = { w: Window; sentAt: number; answer: WindowBody } | { w: Window; sentAt: number; error: unknown };
 
 /** A window's events for one service, with the cursor its last batch carries. */
 interface Routed {
   svc: TapServiceName;
-  elements: unknown[];
+  /** Positions before the window: restored when its body turns out unreadable. */
+  before: Positions;
   cursor: TapCursor;
-  /** One commit callback per batch. */
-  done: Array<(o: BatchOutcome) => void>;
+  /** The last run of elements read, held back until the next one (or the end) says whether it is the last. */
+  held?: WindowPart;
+  /**
+   * Elements the event builder refused, dead-lettered with the last batch: an answer found
+   * unreadable further on is asked again, and its bad elements must be dead-lettered once.
+   */
+  rejected: RejectedInput[];
 }
 
 export interface TapSourceOptions {
@@ -118,6 +124,7 @@ class Cycle {
   #duplicates = 0;
   #sent = 0;
   #rejected = 0;
+  #sealed = false;
 
   constructor(
     readonly pullingId: number,
@@ -137,8 +144,14 @@ class Cycle {
       this.#duplicates += o.duplicates;
       this.#sent += o.sent;
       this.#rejected += o.deadLettered;
-      if (--this.#pending === 0) this.finish(this);
+      if (--this.#pending === 0 && this.#sealed) this.finish(this);
     };
+  }
+
+  /** Every batch of the window is registered: the cycle finishes when they are committed. */
+  seal(): void {
+    this.#sealed = true;
+    if (this.#pending === 0) this.finish(this);
   }
 
   stats(now: number) {
@@ -266,12 +279,65 @@ export class TapSource implements Source<TapCursor> {
       return planNext(minPositions([...positions.values()]), now, windowOptions());
     };
 
-    /** Sends one window's request; never rejects (an error comes back as `error`). */
+    /** Sends one window's request, up to its headers; never rejects (an error comes back as `error`). */
     const send = (w: Window, sentAt: number): Promise<Fetched> =>
-      client.fetchWindow(path, w, signal).then(
+      client.openWindow(path, w, signal).then(
         (answer) => ({ w, sentAt, answer }),
         (error: unknown) => ({ w, sentAt, error }),
       );
+    /**
+     * Handles a failed request or an unreadable answer for window `w`: waits as the error asks.
+     * False: shutdown came while waiting. Throws what stops the input.
+     */
+    const onError = async (err: unknown, w: Window): Promise<boolean> => {
+      if (err instanceof CredentialsError) {
+        log.error({ err: { code: err.code, message: err.message } }, `${err.message}; input ${this.id} is stopped (error ${err.code}), other inputs go on`);
+        for (const s of names) ctx.health.set(s, 'failed', `error ${err.code}: ${err.message}`);
+        throw err;
+      }
+      if (err instanceof TapBadRequestError && err.refusal === 'too_far_in_past') {
+        marginMs = Math.min(MARGIN_CAP_MS, marginMs + MARGIN_STEP_MS);
+        log.warn(
+          { window: formatInterval(w), margin_minutes: marginMs / 60_000 },
+          `TAP refused ${formatInterval(w)} as too far into the past (the API keeps 7 days); moving the window start forward`,
+        );
+        return true;
+      }
+      if (err instanceof TapBadRequestError && err.refusal === 'still_current') {
+        extraLagMs = Math.min(EXTRA_LAG_CAP_MS, extraLagMs + EXTRA_LAG_STEP_MS);
+        const waitMs = cfg.window_lag_secs * 1000 + extraLagMs;
+        log.warn(
+          { window: formatInterval(w), lag_secs: waitMs / 1000 },
+          `TAP says ${formatInterval(w)} is still current (its clock is behind ours); waiting ${waitMs / 1000} s and keeping windows further behind`,
+        );
+        if (!(await pause(waitMs))) return false;
+        return true;
+      }
+      if (err instanceof TapThrottledError) {
+        const until = budget.throttled(pool);
+        log.warn(
+          { pool, window: formatInterval(w), next_request_at: formatUtc(until) },
+          `TAP answered 429 for pool ${pool} (its 24 h budget is spent, maybe by another client of the same credential); next request at ${formatUtc(until)}`,
+        );
+        setHealth('degraded', `HTTP 429, pool ${pool} throttled until ${formatUtc(until)}`);
+        return true;
+      }
+      if (err instanceof VendorHttpError || err instanceof VendorRequestError) {
+        // A malformed answer is retried like a 5xx: the window stays where it is, nothing of
+        // it is yielded or committed, so its events come with a later, readable answer.
+        if (err instanceof TapMalformedAnswerError) ctx.metrics.inc('tap_malformed_answers_total', { pool });
+        const waitMs = retry.next();
+        log.warn(
+          { err: { code: err.code, message: err.message }, retry_in_ms: waitMs, attempt: retry.attempt },
+          `${err.message} (error ${err.code}); retrying in ${Math.round(waitMs / 1000)} s`,
+        );
+        setHealth('degraded', `error ${err.code}: ${err.message}`);
+        if (!(await pause(waitMs))) return false;
+        return true;
+      }
+      throw err;
+    };
+
     /** The next window's request, sent while the current window's batches are consumed. */
     let ahead: Promise<Fetched> | undefined;
     /** Requests made for the window being fetched, retries included (for the cycle's statistics). */
@@ -307,73 +373,24 @@ export class TapSource implements Source<TapCursor> {
         attempts++;
         firstAttemptAt ??= fetched.sentAt;
         if ('error' in fetched) {
-          if (signal.aborted) return;
-          const err = fetched.error;
-          const w = fetched.w;
-          if (err instanceof CredentialsError) {
-            log.error({ err: { code: err.code, message: err.message } }, `${err.message}; input ${this.id} is stopped (error ${err.code}), other inputs go on`);
-            for (const s of names) ctx.health.set(s, 'failed', `error ${err.code}: ${err.message}`);
-            throw err;
-          }
-          if (err instanceof TapBadRequestError && err.refusal === 'too_far_in_past') {
-            marginMs = Math.min(MARGIN_CAP_MS, marginMs + MARGIN_STEP_MS);
-            log.warn(
-              { window: formatInterval(w), margin_minutes: marginMs / 60_000 },
-              `TAP refused ${formatInterval(w)} as too far into the past (the API keeps 7 days); moving the window start forward`,
-            );
-            continue;
-          }
-          if (err instanceof TapBadRequestError && err.refusal === 'still_current') {
-            extraLagMs = Math.min(EXTRA_LAG_CAP_MS, extraLagMs + EXTRA_LAG_STEP_MS);
-            const waitMs = cfg.window_lag_secs * 1000 + extraLagMs;
-            log.warn(
-              { window: formatInterval(w), lag_secs: waitMs / 1000 },
-              `TAP says ${formatInterval(w)} is still current (its clock is behind ours); waiting ${waitMs / 1000} s and keeping windows further behind`,
-            );
-            if (!(await pause(waitMs))) return;
-            continue;
-          }
-          if (err instanceof TapThrottledError) {
-            const until = budget.throttled(pool);
-            log.warn(
-              { pool, window: formatInterval(w), next_request_at: formatUtc(until) },
-              `TAP answered 429 for pool ${pool} (its 24 h budget is spent, maybe by another client of the same credential); next request at ${formatUtc(until)}`,
-            );
-            setHealth('degraded', `HTTP 429, pool ${pool} throttled until ${formatUtc(until)}`);
-            continue;
-          }
-          if (err instanceof VendorHttpError || err instanceof VendorRequestError) {
-            // A malformed answer is retried like a 5xx: the window stays where it is, nothing of
-            // it is yielded or committed, so its events come with a later, readable answer.
-            if (err instanceof TapMalformedAnswerError) ctx.metrics.inc('tap_malformed_answers_total', { pool });
-            const waitMs = retry.next();
-            log.warn(
-              { err: { code: err.code, message: err.message }, retry_in_ms: waitMs, attempt: retry.attempt },
-              `${err.message} (error ${err.code}); retrying in ${Math.round(waitMs / 1000)} s`,
-            );
-            setHealth('degraded', `error ${err.code}: ${err.message}`);
-            if (!(await pause(waitMs))) return;
-            continue;
-          }
-          throw err;
+          if (signal.aborted || !(await onError(fetched.error, fetched.w))) return;
+          continue;
         }
-        retry.reset();
         budget.succeeded(pool);
-        setHealth('ok');
 
         const { w, sentAt, answer } = fetched;
         const cycle = new Cycle(this.#nextPullingId(sentAt), w, firstAttemptAt, attempts, (c) =>
           this.#logCycle(c, log, clock.now(), budget),
         );
-        attempts = 0;
-        firstAttemptAt = undefined;
         const receivedAt = clock.now();
-        const routed = this.#route(w, sentAt, answer, positions, cycle, log);
+        const routed = this.#route(w, sentAt, positions, log);
 
-        // Catching up, the next window is due at once: ask for it now, so the API works on it while
-        // this one's batches are delivered. At most one window ahead, only when the budget allows
-        // it without waiting; its answer is handled (or its error retried) on the next turn.
-        if (cfg.prefetch_next_window && !signal.aborted) {
+        // Catching up, the next window is due at once: once this window's body is read whole (its
+        // positions are final), ask for the next one, so the API works on it while this one's last
+        // batches are delivered. At most one window ahead, only when the budget allows it without
+        // waiting; its answer is handled (or its error retried) on the next turn.
+        const prefetch = () => {
+          if (!cfg.prefetch_next_window || signal.aborted) return;
           const now = clock.now();
           const next = planAt(now);
           if ('window' in next && budget.nextAllowedAt(pool) <= now && windowProblem(next.window, now) === undefined) {
@@ -383,8 +400,20 @@ export class TapSource implements Source<TapCursor> {
               (error: unknown) => ({ w: nw, sentAt: now, error }),
             );
           }
+        };
+        try {
+          yield* this.#stream(answer, routed, cycle, receivedAt, prefetch);
+        } catch (err) {
+          // The body was cut short or is not the documented answer: the window is asked again.
+          // Batches already delivered carry no cursor; their keys drop them on the next answer.
+          for (const r of routed) positions.set(r.svc, r.before);
+          if (signal.aborted || !(await onError(err, w))) return;
+          continue;
         }
-        yield* this.#emit(routed, cycle, receivedAt);
+        attempts = 0;
+        firstAttemptAt = undefined;
+        retry.reset();
+        setHealth('ok');
       }
     } finally {
       await client.close();
@@ -392,14 +421,13 @@ export class TapSource implements Source<TapCursor> {
   }
 
   /**
-   * Routes a window's arrays to their services and advances their positions (in memory). A service
-   * whose positions are already past the window gets nothing (its events there are settled and
-   * delivered). Every batch is registered with the cycle before the first is yielded: the cycle
-   * is complete only when all of them are committed.
+   * The services a window concerns, with their positions before and after it; the positions
+   * advance now (in memory, for planning the next window) and go back if the body is unreadable.
+   * A service whose positions are already past the window gets nothing (its events there are
+   * settled and delivered).
    */
-  #route(w: Window, sentAt: number, answer: WindowAnswer, positions: Map<TapServiceName, Positions>, cycle: Cycle, log: Logger): Routed[] {
+  #route(w: Window, sentAt: number, positions: Map<TapServiceName, Positions>, log: Logger): Routed[] {
     const cfg = this.#cfg;
-    const max = cfg.max_events_per_batch;
     const out: Routed[] = [];
     for (const svc of this.#names) {
       const pos = positions.get(svc)!;
@@ -409,37 +437,63 @@ export class TapSource implements Source<TapCursor> {
         settleDelayMs: cfg.settle_delay_secs * 1000,
       });
       positions.set(svc, next);
-      const elements = answer.arrays[svc] ?? [];
-      const parts = Math.max(1, Math.ceil(elements.length / max));
-      out.push({ svc, elements, cursor: toCursor(next), done: Array.from({ length: parts }, () => cycle.expect()) });
+      out.push({ svc, before: pos, cursor: toCursor(next), rejected: [] });
     }
     if (out.length === 0) log.debug({ window: formatInterval(w) }, 'TAP window concerned no service');
     return out;
   }
 
-  /** Yields routed events in batches of at most `max_events_per_batch`; the last of a service carries its cursor. */
-  *#emit(routed: Routed[], cycle: Cycle, receivedAt: number): Generator<Batch<TapCursor>> {
-    const max = this.#cfg.max_events_per_batch;
-    for (const r of routed) {
-      for (let i = 0; i < r.done.length; i++) {
-        const events: SourceEvent[] = [];
-        const rejected: RejectedInput[] = [];
-        for (const el of r.elements.slice(i * max, (i + 1) * max)) {
-          const built = buildEvent(r.svc, el, receivedAt);
-          if ('event' in built) events.push(built.event);
-          else rejected.push(built.rejected);
-        }
-        const last = i === r.done.length - 1;
-        yield {
-          service: r.svc,
-          pullingId: cycle.pullingId,
-          events,
-          ...(last ? { cursor: r.cursor } : {}),
-          ...(rejected.length > 0 ? { rejected } : {}),
-          onCommitted: r.done[i],
-        };
+  /**
+   * Reads the window's body and yields its events in batches of at most `max_events_per_batch`
+   * as they are parsed; the pipeline not asking for the next batch stops the reading. Only the
+   * last batch of a service carries its cursor, and it is yielded only once the whole body was
+   * read and found to be the documented answer (so a run is held back until the next one, or the
+   * end, says whether it is the last). `whenRead` is called once the body was read whole, before
+   * those last batches. Throws what WindowBody.parts throws.
+   */
+  async *#stream(answer: WindowBody, routed: Routed[], cycle: Cycle, receivedAt: number, whenRead: () => void): AsyncGenerator<Batch<TapCursor>> {
+    const bySvc = new Map(routed.map((r) => [r.svc, r]));
+    const parts = answer.parts(this.#cfg.max_events_per_batch);
+    try {
+      for (;;) {
+        const r = await parts.next();
+        if (r.done) break;
+        const route = bySvc.get(r.value.service);
+        if (route === undefined) continue; // a service not enabled, or already past this window
+        const held = route.held;
+        route.held = r.value;
+        if (held) yield this.#batch(route, held, cycle, receivedAt, false);
       }
+    } catch (err) {
+      for (const route of routed) {
+        route.held = undefined;
+        route.rejected = [];
+      }
+      throw err;
     }
+    const last = routed.map((route) => this.#batch(route, route.held ?? { service: route.svc, elements: [] }, cycle, receivedAt, true));
+    for (const route of routed) route.held = undefined;
+    cycle.seal();
+    whenRead();
+    yield* last;
+  }
+
+  #batch(route: Routed, part: WindowPart, cycle: Cycle, receivedAt: number, last: boolean): Batch<TapCursor> {
+    const events: SourceEvent[] = [];
+    for (const el of part.elements) {
+      const built = buildEvent(route.svc, el, receivedAt);
+      if ('event' in built) events.push(built.event);
+      else route.rejected.push(built.rejected);
+    }
+    const rejected = last ? route.rejected.splice(0) : [];
+    return {
+      service: route.svc,
+      pullingId: cycle.pullingId,
+      events,
+      ...(last ? { cursor: route.cursor } : {}),
+      ...(rejected.length > 0 ? { rejected } : {}),
+      onCommitted: cycle.expect(),
+    };
   }
 
   #startOf(svc: TapServiceName, now: number): number {
