@@ -220,9 +220,15 @@ export class WindowBody {
     this.#bytes204 = bytes204;
   }
 
-  /** Closes the connection of a body that will not be read (or not to its end). */
+  /**
+   * Closes the connection of a body that will not be read (or not to its end). undici reports the
+   * abort of an unread body as an 'error' event: nobody reads it, so it is swallowed here.
+   */
   cancel(): void {
-    if (this.#body && !this.#body.destroyed) this.#body.destroy();
+    if (this.#body && !this.#body.destroyed) {
+      this.#body.on('error', () => {});
+      this.#body.destroy();
+    }
   }
 
   /**

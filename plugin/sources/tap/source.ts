@@ -15,8 +15,10 @@
  * crash mid-window re-queries the window and the committed keys drop what was already delivered.
  *
  * Backpressure is the iterator: nothing is fetched while the pipeline is not asking for batches,
- * except, with `prefetch_next_window`, the one next window of a catch-up (its answer waits in
- * memory; its errors are handled on the next turn like any other request's).
+ * except, with `prefetch_next_window`, the one next window of a catch-up, asked for once the current
+ * window's headers are in (its body waits unread on its connection; its errors are handled on
+ * the next turn like any other request's; it is dropped when the current body turns out
+ * unreadable, since it was planned from positions that no longer hold).
  */
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
@@ -24,7 +26,9 @@ import type { Batch, BatchOutcome, RejectedInput, ServiceSpec, Source, SourceCon
 import { CredentialsError, VendorHttpError, VendorRequestError } from '../../errors.ts';
 import { Backoff } from '../../util/backoff.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { TAP_DEFAULT_TAGS, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
+import { TAP_DEFAULT_TAGS, assertStartTimes, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
+
+export { assertStartTimes } from './config.ts';
 import { TAP_PATHS, tapClientFor, type WindowBody, type WindowPart } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
 import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError, StartTimeError } from './errors.ts';
@@ -82,23 +86,6 @@ const MARGIN_CAP_MS = 60 * 60_000;
 /** Each "still current" answer adds this much lag (our clock is ahead of the API's), up to the cap. */
 const EXTRA_LAG_STEP_MS = 30_000;
 const EXTRA_LAG_CAP_MS = 10 * 60_000;
-
-/** Throws StartTimeError (101) when a service's `start_time_in_utc` is after `now`. */
-export function assertStartTimes(cfg: TapInputConfig, now: number): void {
-  for (const svc of enabledServices(cfg)) {
-    const text = cfg.services[svc]?.start_time_in_utc;
-    if (text === undefined) continue;
-    const at = parseTimestampMs(text);
-    if (at === undefined) {
-      throw new StartTimeError(`inputs.proofpoint_tap.services.${svc}.start_time_in_utc: "${text}" is not a timestamp`);
-    }
-    if (at > now) {
-      throw new StartTimeError(
-        `inputs.proofpoint_tap.services.${svc}.start_time_in_utc: ${text} is in the future (now is ${formatUtc(now)})`,
-      );
-    }
-  }
-}
 
 export function toCursor(p: Positions): TapCursor {
   return { v: 1, collected_to: formatUtc(p.collectedTo), settled_to: formatUtc(p.settledTo) };
@@ -338,8 +325,18 @@ export class TapSource implements Source<TapCursor> {
       throw err;
     };
 
-    /** The next window's request, sent while the current window's batches are consumed. */
+    /** The next window's request, sent while the current window's body is read and delivered. */
     let ahead: Promise<Fetched> | undefined;
+    /** Forgets the window looked ahead, closing its connection once its headers are in. */
+    const dropAhead = (why?: string) => {
+      const dropped = ahead;
+      ahead = undefined;
+      void dropped?.then((f) => {
+        if (!('answer' in f)) return;
+        f.answer.cancel();
+        if (why) log.info({ window: formatInterval(f.w) }, `TAP window ${formatInterval(f.w)} looked ahead is dropped unread: ${why}`);
+      });
+    };
     /** Requests made for the window being fetched, retries included (for the cycle's statistics). */
     let attempts = 0;
     let firstAttemptAt: number | undefined;
@@ -385,12 +382,12 @@ export class TapSource implements Source<TapCursor> {
         const receivedAt = clock.now();
         const routed = this.#route(w, sentAt, positions, log);
 
-        // Catching up, the next window is due at once: once this window's body is read whole (its
-        // positions are final), ask for the next one, so the API works on it while this one's last
-        // batches are delivered. At most one window ahead, only when the budget allows it without
-        // waiting; its answer is handled (or its error retried) on the next turn.
-        const prefetch = () => {
-          if (!cfg.prefetch_next_window || signal.aborted) return;
+        // Catching up, the next window is due at once: ask for it as soon as this one's headers
+        // are in (the positions have advanced already), so the API works on it while this body
+        // is read and its batches delivered. At most one window ahead, only when the budget allows
+        // it without waiting; its answer is handled (or its error retried) on the next turn. Its
+        // body waits unread on its connection (undici reads no further while nobody asks for it).
+        if (cfg.prefetch_next_window && !signal.aborted) {
           const now = clock.now();
           const next = planAt(now);
           if ('window' in next && budget.nextAllowedAt(pool) <= now && windowProblem(next.window, now) === undefined) {
@@ -400,13 +397,16 @@ export class TapSource implements Source<TapCursor> {
               (error: unknown) => ({ w: nw, sentAt: now, error }),
             );
           }
-        };
+        }
         try {
-          yield* this.#stream(answer, routed, cycle, receivedAt, prefetch);
+          yield* this.#stream(answer, routed, cycle, receivedAt);
         } catch (err) {
           // The body was cut short or is not the documented answer: the window is asked again.
           // Batches already delivered carry no cursor; their keys drop them on the next answer.
+          // The window looked ahead was planned from positions that do not hold: dropped unread
+          // (its request is spent; it is not this window's error).
           for (const r of routed) positions.set(r.svc, r.before);
+          dropAhead(`the window before it, ${formatInterval(w)}, is asked again`);
           if (signal.aborted || !(await onError(err, w))) return;
           continue;
         }
@@ -416,6 +416,7 @@ export class TapSource implements Source<TapCursor> {
         setHealth('ok');
       }
     } finally {
+      dropAhead();
       await client.close();
     }
   }
@@ -448,10 +449,9 @@ export class TapSource implements Source<TapCursor> {
    * as they are parsed; the pipeline not asking for the next batch stops the reading. Only the
    * last batch of a service carries its cursor, and it is yielded only once the whole body was
    * read and found to be the documented answer (so a run is held back until the next one, or the
-   * end, says whether it is the last). `whenRead` is called once the body was read whole, before
-   * those last batches. Throws what WindowBody.parts throws.
+   * end, says whether it is the last). Throws what WindowBody.parts throws.
    */
-  async *#stream(answer: WindowBody, routed: Routed[], cycle: Cycle, receivedAt: number, whenRead: () => void): AsyncGenerator<Batch<TapCursor>> {
+  async *#stream(answer: WindowBody, routed: Routed[], cycle: Cycle, receivedAt: number): AsyncGenerator<Batch<TapCursor>> {
     const bySvc = new Map(routed.map((r) => [r.svc, r]));
     const parts = answer.parts(this.#cfg.max_events_per_batch);
     try {
@@ -474,7 +474,6 @@ export class TapSource implements Source<TapCursor> {
     const last = routed.map((route) => this.#batch(route, route.held ?? { service: route.svc, elements: [] }, cycle, receivedAt, true));
     for (const route of routed) route.held = undefined;
     cycle.seal();
-    whenRead();
     yield* last;
   }
 
