@@ -4,8 +4,6 @@ import path from 'node:path';
 import type { Argv } from 'yargs';
 import { loadConfigObject } from '../config/load.ts';
 import { Sidecar } from '../sidecar.ts';
-import { startPodSimulator } from '../simulator/pod/index.ts';
-import { startTapSimulator } from '../simulator/tap/index.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { reportError } from './common.ts';
 import { runUntilSignal } from './run.ts';
@@ -25,6 +23,8 @@ export const builder = (y: Argv) =>
 export async function handler(args: { duration?: number; logLevel?: 'debug' | 'info' | 'warn' | 'error' }): Promise<number> {
   const logger = createLogger({ level: args.logLevel ?? 'info', name: 'proofpoint-sidecar-demo' });
   const stateDir = mkdtempSync(path.join(tmpdir(), 'proofpoint-sidecar-demo-'));
+  // Loaded here: the other commands (and a replica in production) never load the simulators.
+  const [{ startTapSimulator }, { startPodSimulator }] = await Promise.all([import('../simulator/tap/index.ts'), import('../simulator/pod/index.ts')]);
   const tap = await startTapSimulator({ ratesPerHour: { clicksBlocked: 60, clicksPermitted: 120, messagesBlocked: 60, messagesDelivered: 240 } });
   const pod = await startPodSimulator({ rate: { message: 1, maillog: 2, audit: 0.2 } });
   try {
