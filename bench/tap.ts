@@ -8,9 +8,13 @@
  * is the sidecar's own, and the two do not share one event loop.
  *
  *   npx tsx bench/tap.ts [--no-prefetch]     or   npm run bench -- tap
+ *
+ * BENCH_CPU_PROF=<dir> writes V8 CPU profiles there: the sidecar's (this process, the backfill
+ * only, taken through the inspector) and the simulator child's (--cpu-prof).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -88,7 +92,10 @@ export interface TapBenchResult {
 export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean; prefetch?: boolean } = {}): Promise<TapBenchResult> {
   const print = opts.print ?? true;
   const scenario: TapScenarioOptions = { ratesPerHour: opts.rates ?? RATES, seed: 42 };
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', JSON.stringify(scenario)], {
+  const profDir = process.env.BENCH_CPU_PROF;
+  if (profDir) mkdirSync(profDir, { recursive: true });
+  const childProf = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const child = spawn(process.execPath, [...childProf, '--import', 'tsx', fileURLToPath(import.meta.url), '--serve', JSON.stringify(scenario)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
@@ -118,6 +125,12 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
       `backfilling ${new Date(start).toISOString()} .. now, 4 services through /v2/siem/all${cfg.prefetch_next_window ? ', one window ahead' : ''}\n`,
     );
   }
+  const profiler = profDir ? new Session() : undefined;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
   await pipeline.start();
   let lastReport = Date.now();
   for (;;) {
@@ -135,6 +148,11 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     await new Promise((r) => setTimeout(r, 50));
   }
   const wall = (Date.now() - t0) / 1000;
+  if (profiler && profDir) {
+    const { profile } = await profiler.post('Profiler.stop');
+    writeFileSync(path.join(profDir, `tap-sidecar-${process.pid}.cpuprofile`), JSON.stringify(profile));
+    profiler.disconnect();
+  }
   const memory = sampler.thirds(m0, performance.now());
   sampler.stop();
   const duplicates = pipeline.counters().reduce((n, c) => n + c.duplicates, 0);
