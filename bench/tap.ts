@@ -119,6 +119,7 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
   const sampler = new MemorySampler();
   const m0 = performance.now();
   const t0 = Date.now();
+  const cpu0 = process.cpuUsage();
   const target = t0 - 10 * 60_000;
   if (print) {
     process.stdout.write(
@@ -148,6 +149,8 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     await new Promise((r) => setTimeout(r, 50));
   }
   const wall = (Date.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = Math.round((cpu.user + cpu.system) / 1e5) / 10;
   if (profiler && profDir) {
     const { profile } = await profiler.post('Profiler.stop');
     writeFileSync(path.join(profDir, `tap-sidecar-${process.pid}.cpuprofile`), JSON.stringify(profile));
@@ -179,7 +182,7 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     process.stdout.write(
       `TAP 7-day backfill, 4 services: ${result.events} events delivered (${stats.served} served, ${duplicates} duplicates filtered)\n` +
         `  API requests: ${result.apiRequests} (${stats.byStatus})\n` +
-        `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s)\n` +
+        `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s); sidecar CPU ${cpuSeconds} s (user + system)\n` +
         `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n` +
         `${formatPhases(memory)}\n` +
         `  flat:         last third's peak RSS is ${Math.round((memory[2]!.peakRssMiB / memory[0]!.peakRssMiB) * 100)}% of the first third's\n`,

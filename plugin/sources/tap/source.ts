@@ -27,11 +27,9 @@ import { CredentialsError, VendorHttpError, VendorRequestError } from '../../err
 import { Backoff } from '../../util/backoff.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { TAP_DEFAULT_TAGS, assertStartTimes, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
-
-export { assertStartTimes } from './config.ts';
 import { TAP_PATHS, tapClientFor, type WindowBody, type WindowPart } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
-import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError, StartTimeError } from './errors.ts';
+import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError } from './errors.ts';
 import { buildEvent } from './event.ts';
 import {
   LOOKBACK_MARGIN_MS,
@@ -47,6 +45,8 @@ import {
   type Window,
   type WindowOptions,
 } from './window.ts';
+
+export { assertStartTimes } from './config.ts';
 
 /** The committed position of one service (stored by the pipeline as JSON). */
 export interface TapCursor {
