@@ -221,12 +221,15 @@ export class AnswerScanner {
           this.#inString = false;
           if (this.#v === V.STRING) return i + 1;
         } else {
-          // Long runs of plain string bytes: jump to the next quote or backslash.
+          // Long runs of plain string bytes: jump to the next quote, or to a backslash before it.
+          // The backslash is looked for only up to that quote: searching the rest of the chunk
+          // for every string made the scan quadratic in the chunk's size.
           const q = chunk.indexOf(B.QUOTE, i);
-          const b = chunk.indexOf(B.BACKSLASH, i);
-          const next = q < 0 ? b : b < 0 ? q : Math.min(q, b);
-          if (next < 0) return -1;
-          i = next - 1;
+          const lim = q < 0 ? n : q;
+          let j = i;
+          while (j < lim && chunk[j] !== B.BACKSLASH) j++;
+          if (j === n) return -1;
+          i = j - 1;
         }
         continue;
       }
