@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   tap: async () => (await import('./tap.ts')).runTapBench(),
   pod: async () => (await import('./pod.ts')).runPodBench(),
   coordination: async () => (await import('./coordination.ts')).runCoordinationBench(),
+  standby: async () => (await import('./standby.ts')).runStandbyBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -24,6 +24,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Packr, UnpackrStream } from 'msgpackr';
+import { formatPhases, MemorySampler, type PhaseMemory } from './memory.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const API_KEY = 'bench-api-key-3f9a1c77';
@@ -38,6 +39,8 @@ export interface PodRunResult {
   peakRssMb: number;
   /** Frame bytes the simulator sent for these events. */
   frameBytes: number;
+  /** Memory while starting (before the first event), while streaming, and while stopping. */
+  memory: PhaseMemory[];
 }
 
 export interface PodBenchResult {
@@ -102,15 +105,23 @@ async function runSidecar(simUrl: string, port: number, events: number): Promise
       },
     },
   });
+  const sampler = new MemorySampler(100);
+  sampler.phase('startup');
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const sidecar = await Sidecar.start({ config, logger });
   const sent = () => sidecar.pipeline.counters().reduce((n, c) => n + c.sent, 0);
+  while (sent() === 0) await new Promise((r) => setTimeout(r, 5));
+  sampler.phase('streaming');
   while (sent() < events) await new Promise((r) => setTimeout(r, 20));
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  const result = { events: sent(), wallMs, cpuMs: (cpu.user + cpu.system) / 1000, peakRssMb: process.resourceUsage().maxRSS / 1024 };
+  sampler.phase('stopping');
+  const peakRssMb = process.resourceUsage().maxRSS / 1024;
+  const count = sent();
   await sidecar.stop();
+  sampler.stop();
+  const result = { events: count, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, peakRssMb, memory: sampler.byPhase().filter((p) => p.phase !== 'start') };
   rmSync(stateDir, { recursive: true, force: true });
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exit(0);
@@ -123,6 +134,8 @@ async function runBare(simUrl: string, port: number, events: number): Promise<vo
   const { WebSocket } = await import('ws');
   const { parseTimestamp } = await import('../plugin/util/time.ts');
   const packr = new Packr({ useRecords: false });
+  const sampler = new MemorySampler(100);
+  sampler.phase('startup');
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const out = net.connect(port, '127.0.0.1');
@@ -156,6 +169,7 @@ async function runBare(simUrl: string, port: number, events: number): Promise<vo
     sockets.push(ws);
     ws.on('message', (data: Buffer) => {
       if (count >= events) return;
+      if (count === 0) sampler.phase('streaming');
       const text = data.toString('utf8');
       const obj = JSON.parse(text) as { ts: string };
       const t = parseTimestamp(obj.ts);
@@ -170,9 +184,11 @@ async function runBare(simUrl: string, port: number, events: number): Promise<vo
   await done;
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  sampler.stop();
   for (const s of sockets) s.terminate();
   out.end();
-  process.stdout.write(JSON.stringify({ events: count, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, peakRssMb: process.resourceUsage().maxRSS / 1024 }) + '\n');
+  const memory = sampler.byPhase().filter((p) => p.phase !== 'start');
+  process.stdout.write(JSON.stringify({ events: count, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, peakRssMb: process.resourceUsage().maxRSS / 1024, memory }) + '\n');
   process.exit(0);
 }
 
@@ -252,6 +268,7 @@ function print(r: PodBenchResult): void {
         `${(x.system === 'bare' ? 'bare pipeline' : 'sidecar').padEnd(16)} ${fmt(x.events / (x.wallMs / 1000)).padStart(10)} ${fmt(x.frameBytes / 1_048_576 / (x.wallMs / 1000), 1).padStart(7)} ${fmt((x.cpuMs / 1000 / x.events) * 100_000, 2).padStart(11)} ${fmt(x.peakRssMb).padStart(12)}`,
     ),
     `sidecar / bare: ${fmt(r.ratio.eventsPerSec * 100)}% of the events/s, ${fmt(r.ratio.cpuPerEvent, 1)}x the CPU per event, ${fmt(r.ratio.peakRss, 1)}x the peak RSS`,
+    ...r.runs.flatMap((x) => [`memory of the ${x.system === 'bare' ? 'bare pipeline' : 'sidecar'} per phase:`, formatPhases(x.memory)]),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -8,9 +8,13 @@
  * is the sidecar's own, and the two do not share one event loop.
  *
  *   npx tsx bench/tap.ts [--no-prefetch]     or   npm run bench -- tap
+ *
+ * BENCH_CPU_PROF=<dir> writes V8 CPU profiles there: the sidecar's (this process, the backfill
+ * only, taken through the inspector) and the simulator child's (--cpu-prof).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,6 +27,7 @@ import { tapInputSchema } from '../plugin/sources/tap/config.ts';
 import { createTapSource, TAP_SERVICES, type TapCursor } from '../plugin/sources/tap/index.ts';
 import { createLogger } from '../plugin/telemetry/logger.ts';
 import type { TapScenarioOptions } from '../plugin/simulator/tap/index.ts';
+import { formatPhases, MemorySampler, type PhaseMemory } from './memory.ts';
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -80,12 +85,17 @@ export interface TapBenchResult {
   peakRssMiB: number;
   simulatorPeakRssMiB: number;
   duplicatesFiltered: number;
+  /** Memory in the first, middle and last third of the backfill. */
+  memory: PhaseMemory[];
 }
 
 export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean; prefetch?: boolean } = {}): Promise<TapBenchResult> {
   const print = opts.print ?? true;
   const scenario: TapScenarioOptions = { ratesPerHour: opts.rates ?? RATES, seed: 42 };
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', JSON.stringify(scenario)], {
+  const profDir = process.env.BENCH_CPU_PROF;
+  if (profDir) mkdirSync(profDir, { recursive: true });
+  const childProf = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const child = spawn(process.execPath, [...childProf, '--import', 'tsx', fileURLToPath(import.meta.url), '--serve', JSON.stringify(scenario)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
@@ -106,12 +116,21 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
   });
   const source = createTapSource(cfg);
   const pipeline = new Pipeline({ store, sink, sources: [source], logger });
+  const sampler = new MemorySampler();
+  const m0 = performance.now();
   const t0 = Date.now();
+  const cpu0 = process.cpuUsage();
   const target = t0 - 10 * 60_000;
   if (print) {
     process.stdout.write(
       `backfilling ${new Date(start).toISOString()} .. now, 4 services through /v2/siem/all${cfg.prefetch_next_window ? ', one window ahead' : ''}\n`,
     );
+  }
+  const profiler = profDir ? new Session() : undefined;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
   }
   await pipeline.start();
   let lastReport = Date.now();
@@ -122,11 +141,23 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     if (print && Date.now() - lastReport > 5000) {
       lastReport = Date.now();
       const at = (counters[0]?.cursor as TapCursor | undefined)?.collected_to ?? '-';
-      process.stdout.write(`  ${sink.records} records, cursor at ${at}, rss ${Math.round(process.memoryUsage().rss / 1048576)} MiB\n`);
+      const m = sampler.sample();
+      process.stdout.write(
+        `  ${sink.records} records, cursor at ${at}, rss ${Math.round(m.rss / 1048576)} MiB, heap used ${Math.round(m.heapUsed / 1048576)} MiB, external ${Math.round(m.external / 1048576)} MiB\n`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   const wall = (Date.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = Math.round((cpu.user + cpu.system) / 1e5) / 10;
+  if (profiler && profDir) {
+    const { profile } = await profiler.post('Profiler.stop');
+    writeFileSync(path.join(profDir, `tap-sidecar-${process.pid}.cpuprofile`), JSON.stringify(profile));
+    profiler.disconnect();
+  }
+  const memory = sampler.thirds(m0, performance.now());
+  sampler.stop();
   const duplicates = pipeline.counters().reduce((n, c) => n + c.duplicates, 0);
   await pipeline.stop(10_000);
   await store.close();
@@ -145,13 +176,16 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
     simulatorPeakRssMiB: Math.round(stats.maxRssKiB / 1024),
     duplicatesFiltered: duplicates,
+    memory,
   };
   if (print) {
     process.stdout.write(
       `TAP 7-day backfill, 4 services: ${result.events} events delivered (${stats.served} served, ${duplicates} duplicates filtered)\n` +
         `  API requests: ${result.apiRequests} (${stats.byStatus})\n` +
-        `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s)\n` +
-        `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n`,
+        `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s); sidecar CPU ${cpuSeconds} s (user + system)\n` +
+        `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n` +
+        `${formatPhases(memory)}\n` +
+        `  flat:         last third's peak RSS is ${Math.round((memory[2]!.peakRssMiB / memory[0]!.peakRssMiB) * 100)}% of the first third's\n`,
     );
   }
   return result;

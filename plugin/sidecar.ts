@@ -61,7 +61,7 @@ export class Sidecar {
     const coordination = config.globals.coordination;
     // Coordinated: no source runs until its feed's Lease is held.
     const feeds = coordination ? feedsOf(config, coordination.lease_prefix) : undefined;
-    const sources = opts.sources ?? (coordination ? [] : createSources(config));
+    const sources = opts.sources ?? (coordination ? [] : await createSources(config));
     const identity = coordination ? (opts.identity ?? replicaIdentity()) : undefined;
     const userAgent = identity ? userAgentFor(identity) : USER_AGENT;
     let leaseApi: LeaseApi | undefined;

@@ -52,7 +52,7 @@ export async function handler(args: CheckArgs): Promise<number> {
   const out = process.stdout;
   out.write(`# Effective configuration of ${file} (defaults filled in, credentials masked)\n`);
   out.write(scrub(stringify(maskSecrets(config))));
-  const warnings = checkSources(config);
+  const warnings = await checkSources(config);
   for (const n of notices) out.write(`note: ${n}\n`);
   for (const w of warnings) out.write(`warning: ${w}\n`);
   if (args.online) {

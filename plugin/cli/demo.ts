@@ -9,8 +9,6 @@ import type { Config, OutputConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
 import type { ServiceCounters } from '../pipeline/pipeline.ts';
 import { Sidecar } from '../sidecar.ts';
-import { startPodSimulator } from '../simulator/pod/index.ts';
-import { startTapSimulator } from '../simulator/tap/index.ts';
 import { createLogger, type LogLevel } from '../telemetry/logger.ts';
 import { systemClock } from '../util/clock.ts';
 import { reportError, UsageError } from './common.ts';
@@ -96,6 +94,8 @@ export async function handler(args: DemoArgs): Promise<number> {
   const logger = createLogger({ level: logLevel, name: 'proofpoint-sidecar-demo' });
   const stateDir = mkdtempSync(path.join(tmpdir(), 'proofpoint-sidecar-demo-'));
   let keepStateDir = false;
+  // Loaded here: the other commands (and a replica in production) never load the simulators.
+  const [{ startTapSimulator }, { startPodSimulator }] = await Promise.all([import('../simulator/tap/index.ts'), import('../simulator/pod/index.ts')]);
   const tap = await startTapSimulator({ ratesPerHour: { clicksBlocked: 60, clicksPermitted: 120, messagesBlocked: 60, messagesDelivered: 240 } });
   const pod = await startPodSimulator({ rate: { message: 1, maillog: 2, audit: 0.2 } });
   try {

@@ -68,7 +68,8 @@ export class FeedRunner implements FeedHandlers {
       }
       const unclean = await this.#adopt(feed, how, run);
       how.adopted();
-      const handle = await this.#pipeline.attach(feed.create(), {
+      const source = await feed.create();
+      const handle = await this.#pipeline.attach(source, {
         uncleanShutdown: unclean,
         inheritedKeys: run.inherited,
         ...(feed.requestPools.length > 0 ? { requestLog: this.#writeAhead(feed, how) } : {}),
@@ -160,7 +161,7 @@ export class FeedRunner implements FeedHandlers {
       }
       // A local cursor collected under another start time is reset at attach: it does not count.
       const mine = (await this.#store.getStartTime(feed.input, svc)) === theirStart ? await this.#store.getCursor(feed.input, svc) : undefined;
-      if (mine === undefined || feed.compareCursors(theirs, mine.cursor) > 0) {
+      if (mine === undefined || (await feed.compareCursors(theirs, mine.cursor)) > 0) {
         await this.#store.adoptCursor(feed.input, svc, theirs, theirStart);
         adopted.push(svc);
       }

@@ -5,9 +5,9 @@
  * `<lease_prefix>-<input id>-<service>`, lowercased, other characters turned into `-`.
  */
 import type { Config } from '../config/schema.ts';
-import type { InputType, Source } from '../sources/source.ts';
-import { compareTapCursors, createTapSource } from '../sources/tap/index.ts';
-import { comparePodCursors, createPodSource, enabledPodServices } from '../sources/pod/index.ts';
+import type { InputType, ServiceSpec, Source } from '../sources/source.ts';
+import { assertStartTimes, enabledServices } from '../sources/tap/config.ts';
+import { assertPodStartTimes, POD_SERVICES } from '../sources/pod/config.ts';
 import { DAY_MS, TAP_POOLS } from '../sources/tap/budget.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
 
@@ -28,9 +28,12 @@ export interface Feed {
   /** How long each service's de-dup keys are kept (their expiry minus their commit time). */
   dedupTtlMs: Record<string, number>;
   /** Orders two committed cursors of one of the feed's services by progress. */
-  compareCursors(a: unknown, b: unknown): number;
-  /** A fresh source pulling only this feed (one per Lease acquisition). */
-  create(): Source;
+  compareCursors(a: unknown, b: unknown): number | Promise<number>;
+  /**
+   * A fresh source pulling only this feed (one per Lease acquisition). The source's code is
+   * loaded here, at the first acquisition: a replica holding no feed never loads it.
+   */
+  create(): Source | Promise<Source>;
 }
 
 export function leaseName(prefix: string, input: string, service: string): string {
@@ -40,37 +43,53 @@ export function leaseName(prefix: string, input: string, service: string): strin
     .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
 }
 
-function startTimesOf(source: Source): Record<string, string | null> {
-  return Object.fromEntries(source.services.map((s) => [s.name, s.startTime ?? null]));
+function startTimesOf(services: readonly Pick<ServiceSpec, 'name' | 'startTime'>[]): Record<string, string | null> {
+  return Object.fromEntries(services.map((s) => [s.name, s.startTime ?? null]));
 }
 
-function ttlsOf(source: Source): Record<string, number> {
-  return Object.fromEntries(source.services.map((s) => [s.name, s.dedupMaxAgeMs]));
+function ttlsOf(services: readonly Pick<ServiceSpec, 'name' | 'dedupMaxAgeMs'>[]): Record<string, number> {
+  return Object.fromEntries(services.map((s) => [s.name, s.dedupMaxAgeMs]));
 }
 
+const tapModule = () => import('../sources/tap/index.ts');
+const podModule = () => import('../sources/pod/index.ts');
+
+/**
+ * The feeds of the enabled inputs, from the configuration alone (the services each source will
+ * yield, as TapSource and PodSource name them): no source module is loaded until a feed is
+ * acquired. Throws StartTimeError / PodStartTimeError (101) for a start time in the future, as
+ * creating the sources would.
+ */
 export function feedsOf(config: Config, leasePrefix: string): Feed[] {
   const feeds: Feed[] = [];
   const { proofpoint_tap: tap, proofpoint_on_demand: pod } = config.inputs;
   if (tap?.enabled) {
-    const probe = createTapSource(tap);
+    assertStartTimes(tap, Date.now());
+    const services = enabledServices(tap).map((name) => ({
+      name,
+      dedupMaxAgeMs: tap.dedup_window_secs * 1000,
+      startTime: tap.services[name]?.start_time_in_utc ?? undefined,
+    }));
     feeds.push({
       id: `${tap.id}/all`,
       lease: leaseName(leasePrefix, tap.id, 'all'),
       type: 'proofpoint_tap',
       input: tap.id,
-      services: probe.services.map((s) => s.name),
+      services: services.map((s) => s.name),
       requestPools: TAP_POOLS,
       requestWindowMs: DAY_MS,
-      startTimes: startTimesOf(probe),
-      dedupTtlMs: ttlsOf(probe),
-      compareCursors: compareTapCursors,
-      create: () => createTapSource(tap) as Source,
+      startTimes: startTimesOf(services),
+      dedupTtlMs: ttlsOf(services),
+      compareCursors: async (a, b) => (await tapModule()).compareTapCursors(a, b),
+      create: async () => (await tapModule()).createTapSource(tap) as Source,
     });
   }
   if (pod?.enabled) {
-    for (const svc of enabledPodServices(pod)) {
+    assertPodStartTimes(pod, Date.now());
+    for (const svc of POD_SERVICES.filter((s) => pod.services[s] !== undefined)) {
       const only = { ...pod, services: { [svc]: pod.services[svc] } };
-      const probe = createPodSource(only);
+      const spec = pod.services[svc]!;
+      const services = [{ name: svc, dedupMaxAgeMs: spec.dedup_window_secs * 1000, startTime: spec.start_time }];
       feeds.push({
         id: `${pod.id}/${svc}`,
         lease: leaseName(leasePrefix, pod.id, svc),
@@ -79,10 +98,10 @@ export function feedsOf(config: Config, leasePrefix: string): Feed[] {
         services: [svc],
         requestPools: [],
         requestWindowMs: 0,
-        startTimes: startTimesOf(probe),
-        dedupTtlMs: ttlsOf(probe),
-        compareCursors: comparePodCursors,
-        create: () => createPodSource(only) as Source,
+        startTimes: startTimesOf(services),
+        dedupTtlMs: ttlsOf(services),
+        compareCursors: async (a, b) => (await podModule()).comparePodCursors(a, b),
+        create: async () => (await podModule()).createPodSource(only) as Source,
       });
     }
   }

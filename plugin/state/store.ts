@@ -33,6 +33,15 @@ import { PersistedRequestLog } from './request-log.ts';
 
 export const SCHEMA_VERSION = 2;
 
+/**
+ * LevelDB's own memory, set explicitly rather than left to classic-level's defaults: the write
+ * buffer (the memtable; two exist while one is flushed), the block cache, and the table cache
+ * (an open table keeps its index and file handle: classic-level allows 1000 open files, so with
+ * the default that memory grows with the number of tables, that is with the de-dup keys kept).
+ * The state is written in small batches and read by key, so a small cache costs little.
+ */
+export const LEVEL_MEMORY = { writeBufferSize: 4 * 1_048_576, cacheSize: 8 * 1_048_576, maxOpenFiles: 64, blockSize: 4096 } as const;
+
 export interface StoreOptions {
   clock?: Clock;
   logger?: Logger;
@@ -109,7 +118,7 @@ export class StateStore {
         fatal: true,
       });
     }
-    const db: Db = new Level<string, any>(path.join(abs, 'db'), { valueEncoding: 'json' });
+    const db: Db = new Level<string, any>(path.join(abs, 'db'), { valueEncoding: 'json', ...LEVEL_MEMORY });
     try {
       await db.open();
     } catch (err) {

@@ -7,13 +7,14 @@ import type { ClientOptions } from 'ws';
 import type { Source } from '../source.ts';
 import { systemClock, type Clock } from '../../util/clock.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { POD_ARCHIVE_MAX_AGE_MS, POD_LIVE_RESUME_MS, type PodInputConfig } from './config.ts';
+import { POD_ARCHIVE_MAX_AGE_MS, POD_LIVE_RESUME_MS, assertPodStartTimes, type PodInputConfig } from './config.ts';
 import { compareTime, coveredUntil, cursorTime, readCursor, type PodCursor } from './cursor.ts';
 import { PodStartTimeError } from './errors.ts';
 import { proxyFor } from './proxy.ts';
 import { enabledPodServices, podEndpoint, PodSource } from './source.ts';
 
 export { PodSource, enabledPodServices } from './source.ts';
+export { assertPodStartTimes } from './config.ts';
 export type { PodCursor } from './cursor.ts';
 export { PodCredentialsError, PodSessionConflictError, PodStartTimeError, PodSessionError } from './errors.ts';
 export { POD_SERVICES, POD_DEFAULT_TAGS, podInputSchema, type PodInputConfig, type PodServiceName } from './config.ts';
@@ -25,19 +26,6 @@ export interface CreatePodSourceOptions {
   clock?: Clock;
   /** Environment for HTTPS_PROXY / NO_PROXY (default: process.env). */
   env?: NodeJS.ProcessEnv;
-}
-
-/** Throws PodStartTimeError (101) when a service's `start_time` is unparsable or in the future. */
-export function assertPodStartTimes(cfg: PodInputConfig, now: number): void {
-  for (const svc of enabledPodServices(cfg)) {
-    const text = cfg.services[svc]?.start_time;
-    if (text === undefined) continue;
-    const at = parseTimestampMs(text);
-    if (at === undefined) throw new PodStartTimeError(`inputs.proofpoint_on_demand.services.${svc}.start_time: "${text}" is not a timestamp`);
-    if (at > now) {
-      throw new PodStartTimeError(`inputs.proofpoint_on_demand.services.${svc}.start_time: ${text} is in the future (now is ${formatUtc(now)})`);
-    }
-  }
 }
 
 /**

@@ -20,6 +20,7 @@ import { formatInterval } from './window.ts';
 import { USER_AGENT } from '../../util/user-agent.ts';
 import { parseTimestamp } from '../../util/time.ts';
 import { registerCredentialPair, vendorText } from '../../telemetry/secrets.ts';
+import { AnswerScanner, MalformedAnswer } from './answer-stream.ts';
 
 /** Endpoint paths, and the arrays each one returns. */
 export const TAP_PATHS: Record<TapServiceName | 'all', string> = {
@@ -93,17 +94,41 @@ export class TapClient {
   }
 
   /**
-   * Fetches one window. Throws CredentialsError (100), TapBadRequestError / TapThrottledError /
-   * TapMalformedAnswerError / VendorHttpError (300) or VendorRequestError (301); an abort of `signal` rethrows its reason.
+   * Fetches one window whole (`check --online`, tests): the arrays of the answer by service.
+   * Throws what openWindow and WindowBody.parts throw.
    */
   async fetchWindow(path: string, w: { start: number; end: number }, signal: AbortSignal): Promise<WindowAnswer> {
+    const body = await this.openWindow(path, w, signal);
+    const arrays: Partial<Record<TapServiceName, unknown[]>> = {};
+    const parts = body.parts(Number.POSITIVE_INFINITY);
+    for (;;) {
+      const r = await parts.next();
+      if (r.done) {
+        for (const svc of r.value.services) arrays[svc] ??= [];
+        return { status: r.value.status, arrays, ...(r.value.queryEndTime !== undefined ? { queryEndTime: r.value.queryEndTime } : {}), bytes: r.value.bytes };
+      }
+      const a = (arrays[r.value.service] ??= []);
+      for (const el of r.value.elements) a.push(el);
+    }
+  }
+
+  /**
+   * Sends one window's request and waits for its status line and headers. Throws CredentialsError
+   * (100), TapBadRequestError / TapThrottledError / VendorHttpError (300) or VendorRequestError
+   * (301); an abort of `signal` rethrows its reason. A 200's body is read by WindowBody.parts,
+   * which throws TapMalformedAnswerError (300) or VendorRequestError (301, a body cut short).
+   *
+   * `timeoutMs` bounds the wait for the headers, and then each wait for body bytes (undici's body
+   * timeout, which does not run while the body is paused because its reader is not asking).
+   */
+  async openWindow(path: string, w: { start: number; end: number }, signal: AbortSignal): Promise<WindowBody> {
     const where = `${path} interval ${formatInterval(w)}`;
-    const deadline = AbortSignal.timeout(this.#o.timeoutMs);
-    const both = AbortSignal.any([signal, deadline]);
-    let status: number;
-    let text: string;
+    const headersDeadline = new AbortController();
+    const timer = setTimeout(() => headersDeadline.abort(new Error('headers timeout')), this.#o.timeoutMs);
+    const both = AbortSignal.any([signal, headersDeadline.signal]);
+    let res: Dispatcher.ResponseData;
     try {
-      const res = await request(this.url(path, w), {
+      res = await request(this.url(path, w), {
         method: 'GET',
         dispatcher: this.#dispatcher,
         headers: { authorization: this.#auth, accept: 'application/json', 'user-agent': this.#o.userAgent ?? USER_AGENT },
@@ -111,47 +136,31 @@ export class TapClient {
         headersTimeout: this.#o.timeoutMs,
         bodyTimeout: this.#o.timeoutMs,
       });
-      status = res.statusCode;
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      const why = headersDeadline.signal.aborted ? `no complete answer within ${this.#o.timeoutMs / 1000} s` : describeNetworkError(err);
+      throw new VendorRequestError(`TAP request failed for input ${this.#o.input}, ${where}: ${why}`, err);
+    } finally {
+      clearTimeout(timer);
+    }
+    const status = res.statusCode;
+    if (status === 200) return new WindowBody(res.body, signal, where, this.#o.input, this.#o.timeoutMs);
+    let text: string;
+    try {
       text = await res.body.text();
     } catch (err) {
       if (signal.aborted) throw signal.reason;
-      const why = deadline.aborted ? `no complete answer within ${this.#o.timeoutMs / 1000} s` : describeNetworkError(err);
-      throw new VendorRequestError(`TAP request failed for input ${this.#o.input}, ${where}: ${why}`, err);
+      throw new VendorRequestError(`TAP request failed for input ${this.#o.input}, ${where}: ${describeNetworkError(err)}`, err);
     }
-    return this.#interpret(status, text, where);
+    if (status === 204) return new WindowBody(undefined, signal, where, this.#o.input, this.#o.timeoutMs, Buffer.byteLength(text));
+    throw this.#refusal(status, text, where);
   }
 
-  #interpret(status: number, text: string, where: string): WindowAnswer {
-    const bytes = Buffer.byteLength(text);
-    if (status === 204) return { status: 204, arrays: {}, bytes };
-    if (status === 200) {
-      const malformed = (problem: string) => {
-        const shown = vendorText(text);
-        return new TapMalformedAnswerError(
-          problem,
-          shown,
-          `TAP API answered HTTP 200 with a body that is not the documented answer (${problem}) for input ${this.#o.input}, ${where}` +
-            (shown ? `; body (${bytes} bytes) starts: ${shown}` : ''),
-        );
-      };
-      // A 200 has a body: "no content" is 204. An empty 200 may be a cut answer.
-      if (text.trim() === '') throw malformed('empty body');
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        throw malformed('not JSON');
-      }
-      try {
-        return { status: 200, ...parseArrays(body), bytes };
-      } catch (err) {
-        if (err instanceof MalformedAnswer) throw malformed(err.message);
-        throw err;
-      }
-    }
+  /** The error a status other than 200 and 204 means. */
+  #refusal(status: number, text: string, where: string): Error {
     const shown = vendorText(text);
     if (status === 401 || status === 403) {
-      throw new CredentialsError(
+      return new CredentialsError(
         `TAP API refused the credentials of input ${this.#o.input} (HTTP ${status}${shown ? `: ${shown}` : ''}): ` +
           (status === 401
             ? 'check credentials.username (service principal) and credentials.password (secret)'
@@ -159,9 +168,9 @@ export class TapClient {
       );
     }
     const msg = `TAP API answered HTTP ${status}${shown ? ` "${shown}"` : ''} for input ${this.#o.input}, ${where}`;
-    if (status === 400) throw new TapBadRequestError(text, msg);
-    if (status === 429) throw new TapThrottledError(text, msg);
-    throw new VendorHttpError(status, shown, msg);
+    if (status === 400) return new TapBadRequestError(text, msg);
+    if (status === 429) return new TapThrottledError(text, msg);
+    return new VendorHttpError(status, shown, msg);
   }
 
   async close(): Promise<void> {
@@ -169,8 +178,123 @@ export class TapClient {
   }
 }
 
-/** Why a parsed 200 body is not the documented answer (parseArrays). */
-export class MalformedAnswer extends Error {}
+export { MalformedAnswer };
+
+/** A run of one service's elements, in body order. */
+export interface WindowPart {
+  service: TapServiceName;
+  elements: unknown[];
+}
+
+/** What a whole answer said besides its elements. */
+export interface WindowEnd {
+  status: 200 | 204;
+  queryEndTime?: string;
+  /** The services whose array the answer carried (a missing array is absent). */
+  services: ReadonlySet<TapServiceName>;
+  bytes: number;
+}
+
+/** How much of a body's head an error message may show. */
+const SHOWN_HEAD_BYTES = 2048;
+
+/**
+ * The body of a 200 (or 204) answer, read as it is asked for: nothing more is read from the
+ * connection while the caller is not iterating `parts` (the connection's own buffers are the
+ * only read-ahead), and a caller that stops iterating closes it.
+ */
+export class WindowBody {
+  readonly #body: Dispatcher.ResponseData['body'] | undefined;
+  readonly #signal: AbortSignal;
+  readonly #where: string;
+  readonly #input: string;
+  readonly #bytes204: number;
+  readonly #timeoutMs: number;
+
+  constructor(body: Dispatcher.ResponseData['body'] | undefined, signal: AbortSignal, where: string, input: string, timeoutMs: number, bytes204 = 0) {
+    this.#timeoutMs = timeoutMs;
+    this.#body = body;
+    this.#signal = signal;
+    this.#where = where;
+    this.#input = input;
+    this.#bytes204 = bytes204;
+  }
+
+  /**
+   * Closes the connection of a body that will not be read (or not to its end). undici reports the
+   * abort of an unread body as an 'error' event: nobody reads it, so it is swallowed here.
+   */
+  cancel(): void {
+    if (this.#body && !this.#body.destroyed) {
+      this.#body.on('error', () => {});
+      this.#body.destroy();
+    }
+  }
+
+  /**
+   * The elements, in runs of at most `max` of one service; returns the rest of the answer once the
+   * whole body was read and found to be the documented answer. Throws TapMalformedAnswerError
+   * (300) when it is not, VendorRequestError (301) when the body is cut short; an abort of the
+   * signal rethrows its reason.
+   */
+  async *parts(max: number): AsyncGenerator<WindowPart, WindowEnd> {
+    if (this.#body === undefined) return { status: 204, services: new Set(), bytes: this.#bytes204 };
+    const body = this.#body;
+    let run: WindowPart | undefined;
+    const ready: WindowPart[] = [];
+    const scanner = new AnswerScanner({
+      element(service, value) {
+        if (run === undefined || run.service !== service || run.elements.length >= max) {
+          run = { service, elements: [] };
+          ready.push(run);
+        }
+        run.elements.push(value);
+      },
+    });
+    let bytes = 0;
+    const head: Buffer[] = [];
+    let headBytes = 0;
+    try {
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          if (headBytes < SHOWN_HEAD_BYTES) {
+            head.push(chunk.subarray(0, SHOWN_HEAD_BYTES - headBytes));
+            headBytes += Math.min(chunk.length, SHOWN_HEAD_BYTES - headBytes);
+          }
+          bytes += chunk.length;
+          scanner.write(chunk);
+          // The run still being filled stays; every full one goes out before more is read.
+          while (ready.length > 1 || (ready.length === 1 && ready[0]!.elements.length >= max)) {
+            const part = ready.shift()!;
+            if (part === run) run = undefined;
+            yield part;
+          }
+        }
+        const { queryEndTime } = scanner.end();
+        for (const part of ready.splice(0)) yield part;
+        return { status: 200, queryEndTime, services: scanner.services, bytes };
+      } catch (err) {
+        if (err instanceof MalformedAnswer) {
+          const shown = vendorText(Buffer.concat(head).toString('utf8'));
+          throw new TapMalformedAnswerError(
+            err.message,
+            shown,
+            `TAP API answered HTTP 200 with a body that is not the documented answer (${err.message}) for input ${this.#input}, ${this.#where}` +
+              (shown ? `; body (${bytes} bytes read) starts: ${shown}` : ''),
+          );
+        }
+        if (this.#signal.aborted) throw this.#signal.reason;
+        const why =
+          (err as { code?: unknown }).code === 'UND_ERR_BODY_TIMEOUT'
+            ? `no complete answer within ${this.#timeoutMs / 1000} s (no body bytes for that long after ${bytes} bytes)`
+            : `the body was cut short after ${bytes} bytes (${describeNetworkError(err)})`;
+        throw new VendorRequestError(`TAP request failed for input ${this.#input}, ${this.#where}: ${why}`, err);
+      }
+    } finally {
+      this.cancel();
+    }
+  }
+}
 
 /**
  * The arrays of a 200 answer, checked against the documented shape: an object with `queryEndTime`

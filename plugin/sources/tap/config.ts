@@ -6,6 +6,8 @@
  */
 import { z } from 'zod';
 import { fluentTag, inputId, positiveInt, secret, serviceUrlBase, startTimestamp } from '../../config/types.ts';
+import { formatUtc, parseTimestampMs } from '../../util/time.ts';
+import { StartTimeError } from './errors.ts';
 
 export const TAP_SERVICES = ['clicksBlocked', 'clicksPermitted', 'messagesBlocked', 'messagesDelivered'] as const;
 export type TapServiceName = (typeof TAP_SERVICES)[number];
@@ -164,4 +166,21 @@ export function threatStatusParams(cfg: TapInputConfig): string[] {
   if (!cfg.include_false_positives) return cfg.threat_status ?? [];
   const base = cfg.threat_status ?? ['active', 'cleared'];
   return [...new Set([...base, 'falsePositive'])];
+}
+
+/** Throws StartTimeError (101) when a service's `start_time_in_utc` is after `now`. */
+export function assertStartTimes(cfg: TapInputConfig, now: number): void {
+  for (const svc of enabledServices(cfg)) {
+    const text = cfg.services[svc]?.start_time_in_utc;
+    if (text === undefined || text === null) continue;
+    const at = parseTimestampMs(text);
+    if (at === undefined) {
+      throw new StartTimeError(`inputs.proofpoint_tap.services.${svc}.start_time_in_utc: "${text}" is not a timestamp`);
+    }
+    if (at > now) {
+      throw new StartTimeError(
+        `inputs.proofpoint_tap.services.${svc}.start_time_in_utc: ${text} is in the future (now is ${formatUtc(now)})`,
+      );
+    }
+  }
 }

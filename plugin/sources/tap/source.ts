@@ -15,8 +15,10 @@
  * crash mid-window re-queries the window and the committed keys drop what was already delivered.
  *
  * Backpressure is the iterator: nothing is fetched while the pipeline is not asking for batches,
- * except, with `prefetch_next_window`, the one next window of a catch-up (its answer waits in
- * memory; its errors are handled on the next turn like any other request's).
+ * except, with `prefetch_next_window`, the one next window of a catch-up, asked for once the current
+ * window's headers are in (its body waits unread on its connection; its errors are handled on
+ * the next turn like any other request's; it is dropped when the current body turns out
+ * unreadable, since it was planned from positions that no longer hold).
  */
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
@@ -25,10 +27,10 @@ import { CredentialsError, VendorHttpError, VendorRequestError } from '../../err
 import { Backoff } from '../../util/backoff.ts';
 import { BackfillProgress } from '../../telemetry/progress.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { TAP_DEFAULT_TAGS, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
-import { TAP_PATHS, tapClientFor, type WindowAnswer } from './client.ts';
+import { TAP_DEFAULT_TAGS, assertStartTimes, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
+import { TAP_PATHS, tapClientFor, type WindowBody, type WindowPart } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
-import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError, StartTimeError } from './errors.ts';
+import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError } from './errors.ts';
 import { buildEvent } from './event.ts';
 import {
   LOOKBACK_MARGIN_MS,
@@ -46,6 +48,8 @@ import {
   type WindowOptions,
 } from './window.ts';
 
+export { assertStartTimes } from './config.ts';
+
 /** The committed position of one service (stored by the pipeline as JSON). */
 export interface TapCursor {
   v: 1;
@@ -56,15 +60,21 @@ export interface TapCursor {
 }
 
 /** One window's answer (or the error that came instead), with the time its request was sent. */
-type Fetched = { w: Window; sentAt: number; answer: WindowAnswer } | { w: Window; sentAt: number; error: unknown };
+type Fetched = { w: Window; sentAt: number; answer: WindowBody } | { w: Window; sentAt: number; error: unknown };
 
 /** A window's events for one service, with the cursor its last batch carries. */
 interface Routed {
   svc: TapServiceName;
-  elements: unknown[];
+  /** Positions before the window: restored when its body turns out unreadable. */
+  before: Positions;
   cursor: TapCursor;
-  /** One commit callback per batch. */
-  done: Array<(o: BatchOutcome) => void>;
+  /** The last run of elements read, held back until the next one (or the end) says whether it is the last. */
+  held?: WindowPart;
+  /**
+   * Elements the event builder refused, dead-lettered with the last batch: an answer found
+   * unreadable further on is asked again, and its bad elements must be dead-lettered once.
+   */
+  rejected: RejectedInput[];
 }
 
 export interface TapSourceOptions {
@@ -78,23 +88,6 @@ const MARGIN_CAP_MS = 60 * 60_000;
 /** Each "still current" answer adds this much lag (our clock is ahead of the API's), up to the cap. */
 const EXTRA_LAG_STEP_MS = 30_000;
 const EXTRA_LAG_CAP_MS = 10 * 60_000;
-
-/** Throws StartTimeError (101) when a service's `start_time_in_utc` is after `now`. */
-export function assertStartTimes(cfg: TapInputConfig, now: number): void {
-  for (const svc of enabledServices(cfg)) {
-    const text = cfg.services[svc]?.start_time_in_utc;
-    if (text === undefined || text === null) continue;
-    const at = parseTimestampMs(text);
-    if (at === undefined) {
-      throw new StartTimeError(`inputs.proofpoint_tap.services.${svc}.start_time_in_utc: "${text}" is not a timestamp`);
-    }
-    if (at > now) {
-      throw new StartTimeError(
-        `inputs.proofpoint_tap.services.${svc}.start_time_in_utc: ${text} is in the future (now is ${formatUtc(now)})`,
-      );
-    }
-  }
-}
 
 export function toCursor(p: Positions): TapCursor {
   return { v: 1, collected_to: formatUtc(p.collectedTo), settled_to: formatUtc(p.settledTo) };
@@ -120,6 +113,7 @@ class Cycle {
   #duplicates = 0;
   #sent = 0;
   #rejected = 0;
+  #sealed = false;
 
   constructor(
     readonly pullingId: number,
@@ -139,8 +133,14 @@ class Cycle {
       this.#duplicates += o.duplicates;
       this.#sent += o.sent;
       this.#rejected += o.deadLettered;
-      if (--this.#pending === 0) this.finish(this);
+      if (--this.#pending === 0 && this.#sealed) this.finish(this);
     };
+  }
+
+  /** Every batch of the window is registered: the cycle finishes when they are committed. */
+  seal(): void {
+    this.#sealed = true;
+    if (this.#pending === 0) this.finish(this);
   }
 
   stats(now: number) {
@@ -288,14 +288,77 @@ export class TapSource implements Source<TapCursor> {
       return planNext(minPositions([...positions.values()]), now, windowOptions());
     };
 
-    /** Sends one window's request; never rejects (an error comes back as `error`). */
+    /** Sends one window's request, up to its headers; never rejects (an error comes back as `error`). */
     const send = (w: Window, sentAt: number): Promise<Fetched> =>
-      client.fetchWindow(path, w, signal).then(
+      client.openWindow(path, w, signal).then(
         (answer) => ({ w, sentAt, answer }),
         (error: unknown) => ({ w, sentAt, error }),
       );
-    /** The next window's request, sent while the current window's batches are consumed. */
+    /**
+     * Handles a failed request or an unreadable answer for window `w`: waits as the error asks.
+     * False: shutdown came while waiting. Throws what stops the input.
+     */
+    const onError = async (err: unknown, w: Window): Promise<boolean> => {
+      if (err instanceof CredentialsError) {
+        log.error({ err: { code: err.code, message: err.message } }, `${err.message}; input ${this.id} is stopped (error ${err.code}), other inputs go on`);
+        for (const s of names) ctx.health.set(s, 'failed', `error ${err.code}: ${err.message}`);
+        throw err;
+      }
+      if (err instanceof TapBadRequestError && err.refusal === 'too_far_in_past') {
+        marginMs = Math.min(MARGIN_CAP_MS, marginMs + MARGIN_STEP_MS);
+        log.warn(
+          { window: formatInterval(w), margin_minutes: marginMs / 60_000 },
+          `TAP refused ${formatInterval(w)} as too far into the past (the API keeps 7 days); moving the window start forward`,
+        );
+        return true;
+      }
+      if (err instanceof TapBadRequestError && err.refusal === 'still_current') {
+        extraLagMs = Math.min(EXTRA_LAG_CAP_MS, extraLagMs + EXTRA_LAG_STEP_MS);
+        const waitMs = cfg.window_lag_secs * 1000 + extraLagMs;
+        log.warn(
+          { window: formatInterval(w), lag_secs: waitMs / 1000 },
+          `TAP says ${formatInterval(w)} is still current (its clock is behind ours); waiting ${waitMs / 1000} s and keeping windows further behind`,
+        );
+        if (!(await pause(waitMs))) return false;
+        return true;
+      }
+      if (err instanceof TapThrottledError) {
+        const until = budget.throttled(pool);
+        log.warn(
+          { pool, window: formatInterval(w), next_request_at: formatUtc(until) },
+          `TAP answered 429 for pool ${pool} (its 24 h budget is spent, maybe by another client of the same credential); next request at ${formatUtc(until)}`,
+        );
+        setHealth('degraded', `HTTP 429, pool ${pool} throttled until ${formatUtc(until)}`);
+        return true;
+      }
+      if (err instanceof VendorHttpError || err instanceof VendorRequestError) {
+        // A malformed answer is retried like a 5xx: the window stays where it is, nothing of
+        // it is yielded or committed, so its events come with a later, readable answer.
+        if (err instanceof TapMalformedAnswerError) ctx.metrics.inc('tap_malformed_answers_total', { pool });
+        const waitMs = retry.next();
+        log.warn(
+          { err: { code: err.code, message: err.message }, retry_in_ms: waitMs, attempt: retry.attempt },
+          `${err.message} (error ${err.code}); retrying in ${Math.round(waitMs / 1000)} s`,
+        );
+        setHealth('degraded', `error ${err.code}: ${err.message}`);
+        if (!(await pause(waitMs))) return false;
+        return true;
+      }
+      throw err;
+    };
+
+    /** The next window's request, sent while the current window's body is read and delivered. */
     let ahead: Promise<Fetched> | undefined;
+    /** Forgets the window looked ahead, closing its connection once its headers are in. */
+    const dropAhead = (why?: string) => {
+      const dropped = ahead;
+      ahead = undefined;
+      void dropped?.then((f) => {
+        if (!('answer' in f)) return;
+        f.answer.cancel();
+        if (why) log.info({ window: formatInterval(f.w) }, `TAP window ${formatInterval(f.w)} looked ahead is dropped unread: ${why}`);
+      });
+    };
     /** Requests made for the window being fetched, retries included (for the cycle's statistics). */
     let attempts = 0;
     let firstAttemptAt: number | undefined;
@@ -329,59 +392,10 @@ export class TapSource implements Source<TapCursor> {
         attempts++;
         firstAttemptAt ??= fetched.sentAt;
         if ('error' in fetched) {
-          if (signal.aborted) return;
-          const err = fetched.error;
-          const w = fetched.w;
-          if (err instanceof CredentialsError) {
-            log.error({ err: { code: err.code, message: err.message } }, `${err.message}; input ${this.id} is stopped (error ${err.code}), other inputs go on`);
-            for (const s of names) ctx.health.set(s, 'failed', `error ${err.code}: ${err.message}`);
-            throw err;
-          }
-          if (err instanceof TapBadRequestError && err.refusal === 'too_far_in_past') {
-            marginMs = Math.min(MARGIN_CAP_MS, marginMs + MARGIN_STEP_MS);
-            log.warn(
-              { window: formatInterval(w), margin_minutes: marginMs / 60_000 },
-              `TAP refused ${formatInterval(w)} as too far into the past (the API keeps 7 days); moving the window start forward`,
-            );
-            continue;
-          }
-          if (err instanceof TapBadRequestError && err.refusal === 'still_current') {
-            extraLagMs = Math.min(EXTRA_LAG_CAP_MS, extraLagMs + EXTRA_LAG_STEP_MS);
-            const waitMs = cfg.window_lag_secs * 1000 + extraLagMs;
-            log.warn(
-              { window: formatInterval(w), lag_secs: waitMs / 1000 },
-              `TAP says ${formatInterval(w)} is still current (its clock is behind ours); waiting ${waitMs / 1000} s and keeping windows further behind`,
-            );
-            if (!(await pause(waitMs))) return;
-            continue;
-          }
-          if (err instanceof TapThrottledError) {
-            const until = budget.throttled(pool);
-            log.warn(
-              { pool, window: formatInterval(w), next_request_at: formatUtc(until) },
-              `TAP answered 429 for pool ${pool} (its 24 h budget is spent, maybe by another client of the same credential); next request at ${formatUtc(until)}`,
-            );
-            setHealth('degraded', `HTTP 429, pool ${pool} throttled until ${formatUtc(until)}`);
-            continue;
-          }
-          if (err instanceof VendorHttpError || err instanceof VendorRequestError) {
-            // A malformed answer is retried like a 5xx: the window stays where it is, nothing of
-            // it is yielded or committed, so its events come with a later, readable answer.
-            if (err instanceof TapMalformedAnswerError) ctx.metrics.inc('tap_malformed_answers_total', { pool });
-            const waitMs = retry.next();
-            log.warn(
-              { err: { code: err.code, message: err.message }, retry_in_ms: waitMs, attempt: retry.attempt },
-              `${err.message} (error ${err.code}); retrying in ${Math.round(waitMs / 1000)} s`,
-            );
-            setHealth('degraded', `error ${err.code}: ${err.message}`);
-            if (!(await pause(waitMs))) return;
-            continue;
-          }
-          throw err;
+          if (signal.aborted || !(await onError(fetched.error, fetched.w))) return;
+          continue;
         }
-        retry.reset();
         budget.succeeded(pool);
-        setHealth('ok');
 
         const { w, sentAt, answer } = fetched;
         const cycle = new Cycle(this.#nextPullingId(sentAt), w, firstAttemptAt, attempts, (c) => {
@@ -389,14 +403,14 @@ export class TapSource implements Source<TapCursor> {
           // Delivered through this window's end (a window fetched ahead is not yet).
           if (c.window.kind === 'fresh') reportProgress(c.window.end);
         });
-        attempts = 0;
-        firstAttemptAt = undefined;
         const receivedAt = clock.now();
-        const routed = this.#route(w, sentAt, answer, positions, cycle, log);
+        const routed = this.#route(w, sentAt, positions, log);
 
-        // Catching up, the next window is due at once: ask for it now, so the API works on it while
-        // this one's batches are delivered. At most one window ahead, only when the budget allows
-        // it without waiting; its answer is handled (or its error retried) on the next turn.
+        // Catching up, the next window is due at once: ask for it as soon as this one's headers
+        // are in (the positions have advanced already), so the API works on it while this body
+        // is read and its batches delivered. At most one window ahead, only when the budget allows
+        // it without waiting; its answer is handled (or its error retried) on the next turn. Its
+        // body waits unread on its connection (undici reads no further while nobody asks for it).
         if (cfg.prefetch_next_window && !signal.aborted) {
           const now = clock.now();
           const next = planAt(now);
@@ -408,22 +422,37 @@ export class TapSource implements Source<TapCursor> {
             );
           }
         }
-        yield* this.#emit(routed, cycle, receivedAt);
+        try {
+          yield* this.#stream(answer, routed, cycle, receivedAt);
+        } catch (err) {
+          // The body was cut short or is not the documented answer: the window is asked again.
+          // Batches already delivered carry no cursor; their keys drop them on the next answer.
+          // The window looked ahead was planned from positions that do not hold: dropped unread
+          // (its request is spent; it is not this window's error).
+          for (const r of routed) positions.set(r.svc, r.before);
+          dropAhead(`the window before it, ${formatInterval(w)}, is asked again`);
+          if (signal.aborted || !(await onError(err, w))) return;
+          continue;
+        }
+        attempts = 0;
+        firstAttemptAt = undefined;
+        retry.reset();
+        setHealth('ok');
       }
     } finally {
+      dropAhead();
       await client.close();
     }
   }
 
   /**
-   * Routes a window's arrays to their services and advances their positions (in memory). A service
-   * whose positions are already past the window gets nothing (its events there are settled and
-   * delivered). Every batch is registered with the cycle before the first is yielded: the cycle
-   * is complete only when all of them are committed.
+   * The services a window concerns, with their positions before and after it; the positions
+   * advance now (in memory, for planning the next window) and go back if the body is unreadable.
+   * A service whose positions are already past the window gets nothing (its events there are
+   * settled and delivered).
    */
-  #route(w: Window, sentAt: number, answer: WindowAnswer, positions: Map<TapServiceName, Positions>, cycle: Cycle, log: Logger): Routed[] {
+  #route(w: Window, sentAt: number, positions: Map<TapServiceName, Positions>, log: Logger): Routed[] {
     const cfg = this.#cfg;
-    const max = cfg.max_events_per_batch;
     const out: Routed[] = [];
     for (const svc of this.#names) {
       const pos = positions.get(svc)!;
@@ -433,37 +462,61 @@ export class TapSource implements Source<TapCursor> {
         settleDelayMs: cfg.settle_delay_secs * 1000,
       });
       positions.set(svc, next);
-      const elements = answer.arrays[svc] ?? [];
-      const parts = Math.max(1, Math.ceil(elements.length / max));
-      out.push({ svc, elements, cursor: toCursor(next), done: Array.from({ length: parts }, () => cycle.expect()) });
+      out.push({ svc, before: pos, cursor: toCursor(next), rejected: [] });
     }
     if (out.length === 0) log.debug({ window: formatInterval(w) }, 'TAP window concerned no service');
     return out;
   }
 
-  /** Yields routed events in batches of at most `max_events_per_batch`; the last of a service carries its cursor. */
-  *#emit(routed: Routed[], cycle: Cycle, receivedAt: number): Generator<Batch<TapCursor>> {
-    const max = this.#cfg.max_events_per_batch;
-    for (const r of routed) {
-      for (let i = 0; i < r.done.length; i++) {
-        const events: SourceEvent[] = [];
-        const rejected: RejectedInput[] = [];
-        for (const el of r.elements.slice(i * max, (i + 1) * max)) {
-          const built = buildEvent(r.svc, el, receivedAt);
-          if ('event' in built) events.push(built.event);
-          else rejected.push(built.rejected);
-        }
-        const last = i === r.done.length - 1;
-        yield {
-          service: r.svc,
-          pullingId: cycle.pullingId,
-          events,
-          ...(last ? { cursor: r.cursor } : {}),
-          ...(rejected.length > 0 ? { rejected } : {}),
-          onCommitted: r.done[i],
-        };
+  /**
+   * Reads the window's body and yields its events in batches of at most `max_events_per_batch`
+   * as they are parsed; the pipeline not asking for the next batch stops the reading. Only the
+   * last batch of a service carries its cursor, and it is yielded only once the whole body was
+   * read and found to be the documented answer (so a run is held back until the next one, or the
+   * end, says whether it is the last). Throws what WindowBody.parts throws.
+   */
+  async *#stream(answer: WindowBody, routed: Routed[], cycle: Cycle, receivedAt: number): AsyncGenerator<Batch<TapCursor>> {
+    const bySvc = new Map(routed.map((r) => [r.svc, r]));
+    const parts = answer.parts(this.#cfg.max_events_per_batch);
+    try {
+      for (;;) {
+        const r = await parts.next();
+        if (r.done) break;
+        const route = bySvc.get(r.value.service);
+        if (route === undefined) continue; // a service not enabled, or already past this window
+        const held = route.held;
+        route.held = r.value;
+        if (held) yield this.#batch(route, held, cycle, receivedAt, false);
       }
+    } catch (err) {
+      for (const route of routed) {
+        route.held = undefined;
+        route.rejected = [];
+      }
+      throw err;
     }
+    const last = routed.map((route) => this.#batch(route, route.held ?? { service: route.svc, elements: [] }, cycle, receivedAt, true));
+    for (const route of routed) route.held = undefined;
+    cycle.seal();
+    yield* last;
+  }
+
+  #batch(route: Routed, part: WindowPart, cycle: Cycle, receivedAt: number, last: boolean): Batch<TapCursor> {
+    const events: SourceEvent[] = [];
+    for (const el of part.elements) {
+      const built = buildEvent(route.svc, el, receivedAt);
+      if ('event' in built) events.push(built.event);
+      else route.rejected.push(built.rejected);
+    }
+    const rejected = last ? route.rejected.splice(0) : [];
+    return {
+      service: route.svc,
+      pullingId: cycle.pullingId,
+      events,
+      ...(last ? { cursor: route.cursor } : {}),
+      ...(rejected.length > 0 ? { rejected } : {}),
+      onCommitted: cycle.expect(),
+    };
   }
 
   #startOf(svc: TapServiceName, now: number): number {

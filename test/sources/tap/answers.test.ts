@@ -86,9 +86,13 @@ test('an answer of the wrong shape is an error for its window: retried, reported
         await h.start();
         await h.runUntilSettled(SETTLED);
 
-        const [bad, retry] = h.sim.requests;
+        // The window looked ahead (asked for once the bad answer's headers were in) may come
+        // between: it is dropped unread, and the bad window is asked again next.
+        const [bad, ...later] = h.sim.requests;
         assert.equal(bad!.status, 200);
-        assert.deepEqual(retry!.query['interval'], bad!.query['interval'], 'the same window is asked again');
+        const at = later.findIndex((r) => JSON.stringify(r.query['interval']) === JSON.stringify(bad!.query['interval']));
+        assert.ok(at === 0 || at === 1, `the same window is asked again, at most the look-ahead between (at ${at})`);
+        const retry = later[at];
         assert.ok(retry!.status === 200 && retry!.events > 0, 'and its events served');
         assertAllDelivered(h);
 
