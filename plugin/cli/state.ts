@@ -6,7 +6,7 @@ import { loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
 import { enabledServices } from '../sources/tap/config.ts';
-import { enabledPodServices } from '../sources/pod/source.ts';
+import { enabledPodServices } from '../sources/pod/config.ts';
 import { StateStore, splitScope } from '../state/store.ts';
 import { stateReport, type StateFilter, type StateReport } from '../state/report.ts';
 import { repairState, type RepairReport } from '../state/repair.ts';

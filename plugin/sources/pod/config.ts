@@ -128,6 +128,11 @@ export type PodInputConfig = z.infer<typeof podInputSchema>;
 export type PodInputConfigInput = z.input<typeof podInputSchema>;
 export type PodServiceConfig = z.infer<typeof podServiceSchema>;
 
+/** The services an input configures, in POD_SERVICES order. */
+export function enabledPodServices(cfg: PodInputConfig): PodServiceName[] {
+  return POD_SERVICES.filter((s) => cfg.services[s] !== undefined);
+}
+
 /** Throws PodStartTimeError (101) when a service's `start_time` is unparsable or in the future. */
 export function assertPodStartTimes(cfg: PodInputConfig, now: number): void {
   for (const svc of POD_SERVICES.filter((s) => cfg.services[s] !== undefined)) {

@@ -10,7 +10,7 @@
 import type http from 'node:http';
 import type { ClientOptions } from 'ws';
 import type { Batch, ServiceSpec, Source, SourceContext } from '../source.ts';
-import { POD_ARCHIVE_MAX_AGE_MS, POD_DEFAULT_TAGS, POD_DEFAULT_URL_BASE, POD_SERVICES, type PodInputConfig, type PodServiceName } from './config.ts';
+import { enabledPodServices, POD_ARCHIVE_MAX_AGE_MS, POD_DEFAULT_TAGS, POD_DEFAULT_URL_BASE, POD_SERVICES, type PodInputConfig, type PodServiceName } from './config.ts';
 import type { PodCursor } from './cursor.ts';
 import type { ModeLimits } from './mode.ts';
 import { ServiceStream } from './stream.ts';
@@ -21,9 +21,7 @@ export interface PodSourceOptions {
   agent?: http.Agent;
 }
 
-export function enabledPodServices(cfg: PodInputConfig): PodServiceName[] {
-  return POD_SERVICES.filter((s) => cfg.services[s] !== undefined);
-}
+export { enabledPodServices };
 
 export function podEndpoint(cfg: PodInputConfig): URL {
   const base = (cfg.override_url_base ?? POD_DEFAULT_URL_BASE).replace(/\/+$/, '');
