@@ -1,12 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Argv } from 'yargs';
-import { parseDocument } from 'yaml';
-import { loadConfigObject } from '../config/load.ts';
+import { loadConfigObject, readConfigDocument } from '../config/load.ts';
 import type { Config, OutputConfig } from '../config/schema.ts';
-import { ConfigError } from '../errors.ts';
 import type { ServiceCounters } from '../pipeline/pipeline.ts';
 import { Sidecar } from '../sidecar.ts';
 import { createLogger, type LogLevel } from '../telemetry/logger.ts';
@@ -209,33 +207,13 @@ function demoOutput(args: DemoArgs): Record<string, unknown> {
   return raw;
 }
 
-const ENV_TOKEN = '__PPS_DEMO_ENV_';
-
 /**
  * The `output:` mapping of a configuration file as written, `${VAR}` references kept for the
  * loader to substitute: the inputs (and the credentials they reference) are neither read nor needed.
  */
 function readOutputSection(file: string): unknown {
-  const abs = path.resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(abs, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  // `{ key: ${VAR} }` is not valid YAML as written: references are masked while parsing.
-  const masked = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, n: string) => `${ENV_TOKEN}${n}__`);
-  const doc = parseDocument(masked, { uniqueKeys: true });
-  if (doc.errors.length > 0) throw new ConfigError(doc.errors.map((e) => `${abs}: ${e.message.split('\n')[0]}`));
-  const raw: unknown = doc.toJS();
-  return unmask(isObject(raw) ? raw.output : undefined);
-}
-
-function unmask(v: unknown): unknown {
-  if (typeof v === 'string') return v.replace(new RegExp(`${ENV_TOKEN}([A-Za-z_][A-Za-z0-9_]*?)__`, 'g'), (_, n: string) => `\${${n}}`);
-  if (Array.isArray(v)) return v.map(unmask);
-  if (isObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unmask(x)]));
-  return v;
+  const { raw } = readConfigDocument(file);
+  return isObject(raw) ? raw.output : undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

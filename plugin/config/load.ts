@@ -54,6 +54,17 @@ export interface LoadOptions {
 }
 
 export function loadConfigFile(file: string, opts: LoadOptions = {}): LoadedConfig {
+  const { abs, raw } = readConfigDocument(file);
+  const loaded = loadConfigObject(raw, { baseDir: path.dirname(abs), ...opts });
+  return { ...loaded, file: abs };
+}
+
+/**
+ * A config file as parsed, not yet validated: `${VAR}` references stay as placeholders that
+ * loadConfigObject substitutes, so a part of it (the demo takes the `output:` section) can be
+ * loaded later without the variables the rest references.
+ */
+export function readConfigDocument(file: string): { abs: string; raw: unknown } {
   const abs = path.resolve(file);
   let text: string;
   try {
@@ -61,21 +72,23 @@ export function loadConfigFile(file: string, opts: LoadOptions = {}): LoadedConf
   } catch (err) {
     throw new ConfigError(`cannot read config file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const loaded = loadConfigText(text, { baseDir: path.dirname(abs), ...opts }, abs);
-  return { ...loaded, file: abs };
+  return { abs, raw: parseConfigText(text, abs) };
 }
 
 export function loadConfigText(text: string, opts: LoadOptions = {}, name = 'config'): LoadedConfig {
+  return loadConfigObject(parseConfigText(text, name), opts);
+}
+
+function parseConfigText(text: string, name: string): unknown {
   // `${VAR}` is replaced after parsing, so a value can never change the document's structure; a
   // plain-scalar placeholder stands in meanwhile, because `{ username: ${TAP_PRINCIPAL} }` (the
-  // form design.md §6 uses) is not valid YAML as written.
+  // form the example configs use) is not valid YAML as written.
   const masked = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, n: string) => `${PLACEHOLDER}${n}__`);
   const doc = parseDocument(masked, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => `${name}: ${e.message.split('\n')[0]}`));
   }
-  const raw: unknown = doc.toJS() ?? {};
-  return loadConfigObject(raw, opts);
+  return doc.toJS() ?? {};
 }
 
 export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedConfig {
