@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StateStore } from '../../plugin/state/store.ts';
 import { createLogger } from '../../plugin/telemetry/logger.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, writeStateConfig } from '../helpers/cli.ts';
 import { TEST_SECRETS } from '../helpers/secrets.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -130,20 +130,7 @@ test('errors logged with a plain { code, message } keep them, without pino\'s "t
 });
 
 test('state show prints cursors and de-dup counts; state reset deletes one service', async () => {
-  const dir = tmpDir();
-  const stateDir = path.join(dir, 'state');
-  const file = path.join(dir, 'c.yaml');
-  writeFileSync(
-    file,
-    `globals: { state_dir: ${stateDir} }
-output: { type: stdout }
-inputs:
-  proofpoint_on_demand:
-    id: "100002"
-    credentials: { cluster_id: c, api_key: k-123456 }
-    services: { message: {}, maillog: {} }
-`,
-  );
+  const { file, stateDir } = writeStateConfig(tmpDir());
   const store = await StateStore.open(stateDir);
   for (const svc of ['message', 'maillog']) {
     await store.seen.load(`100002::${svc}`);

@@ -7,28 +7,12 @@ import { Sidecar } from '../../plugin/sidecar.ts';
 import { StateStore } from '../../plugin/state/store.ts';
 import { silentLogger } from '../../plugin/telemetry/logger.ts';
 import { formatUtc } from '../../plugin/util/time.ts';
-import { runCli, runCliAsync } from '../helpers/cli.ts';
+import { runCli, runCliAsync, writeStateConfig } from '../helpers/cli.ts';
 import { freePort, until } from '../helpers/net.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const HOUR = 3600_000;
 
-function configFile(dir: string, extra = ''): { file: string; stateDir: string } {
-  const stateDir = path.join(dir, 'state');
-  const file = path.join(dir, 'c.yaml');
-  writeFileSync(
-    file,
-    `globals: { state_dir: ${stateDir}${extra} }
-output: { type: stdout }
-inputs:
-  proofpoint_on_demand:
-    id: "100002"
-    credentials: { cluster_id: c, api_key: k-123456 }
-    services: { message: {}, maillog: {} }
-`,
-  );
-  return { file, stateDir };
-}
 
 async function seed(stateDir: string, now: number): Promise<void> {
   const store = await StateStore.open(stateDir);
@@ -53,7 +37,7 @@ async function seed(stateDir: string, now: number): Promise<void> {
 }
 
 test('state show on a missing state directory says so and does not create it', () => {
-  const { file, stateDir } = configFile(tmpDir());
+  const { file, stateDir } = writeStateConfig(tmpDir());
   const r = runCli(['state', 'show', '--config', file]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).exists, false);
@@ -62,7 +46,7 @@ test('state show on a missing state directory says so and does not create it', (
 });
 
 test('state show prints UTC ISO times and the backfill position, what remains, per service', async () => {
-  const { file, stateDir } = configFile(tmpDir());
+  const { file, stateDir } = writeStateConfig(tmpDir());
   const now = Date.now();
   await seed(stateDir, now);
   const r = runCli(['state', 'show', '--config', file]);
@@ -82,7 +66,7 @@ test('state show prints UTC ISO times and the backfill position, what remains, p
 });
 
 test('an unknown --input or --service is an error naming what exists', async () => {
-  const { file, stateDir } = configFile(tmpDir());
+  const { file, stateDir } = writeStateConfig(tmpDir());
   await seed(stateDir, Date.now());
   let r = runCli(['state', 'show', '--config', file, '--input', '999']);
   assert.equal(r.status, 2);
@@ -95,7 +79,7 @@ test('an unknown --input or --service is an error naming what exists', async () 
 });
 
 test('state reset refuses without --yes when it cannot ask, and deletes nothing', async () => {
-  const { file, stateDir } = configFile(tmpDir());
+  const { file, stateDir } = writeStateConfig(tmpDir());
   await seed(stateDir, Date.now());
   let r = runCli(['state', 'reset', '--config', file]);
   assert.equal(r.status, 2);

@@ -1,5 +1,7 @@
 /** Runs the CLI as a user would (a child process on the TypeScript sources). */
 import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const MAIN = fileURLToPath(new URL('../../plugin/main.ts', import.meta.url));
@@ -41,4 +43,24 @@ export function runCliAsync(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd
     child.stderr!.on('data', (c) => (stderr += c));
     child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
+}
+
+/**
+ * Writes `<dir>/c.yaml`: one PoD input (id 100002, message and maillog), the stdout output and
+ * `stateDir` (default `<dir>/state`), the config the `state` command tests share.
+ */
+export function writeStateConfig(dir: string, stateDir = path.join(dir, 'state')): { file: string; stateDir: string } {
+  const file = path.join(dir, 'c.yaml');
+  writeFileSync(
+    file,
+    `globals: { state_dir: ${stateDir} }
+output: { type: stdout }
+inputs:
+  proofpoint_on_demand:
+    id: "100002"
+    credentials: { cluster_id: c, api_key: k-123456 }
+    services: { message: {}, maillog: {} }
+`,
+  );
+  return { file, stateDir };
 }

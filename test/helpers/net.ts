@@ -1,4 +1,5 @@
 /** Small network helpers for tests that start other processes (Fluent Bit, the built sidecar). */
+import type http from 'node:http';
 import net from 'node:net';
 
 /** A loopback TCP port free at the time of the call. */
@@ -26,4 +27,16 @@ export function accepts(port: number): Promise<boolean> {
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
+}
+
+/** Listens on a free loopback port; returns the server's base URL (`http://127.0.0.1:<port>`). */
+export async function listenLoopback(server: http.Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
+/** Closes the server and every connection it holds, idle or not. */
+export async function closeNow(server: http.Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
 }

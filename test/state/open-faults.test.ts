@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { StateStore } from '../../plugin/state/store.ts';
 import { SidecarError } from '../../plugin/errors.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, writeStateConfig } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const KEYS = 3_000;
@@ -54,19 +54,7 @@ async function openError(stateDir: string): Promise<SidecarError> {
 }
 
 function configFor(dir: string, stateDir: string): string {
-  const file = path.join(dir, 'c.yaml');
-  writeFileSync(
-    file,
-    `globals: { state_dir: ${stateDir} }
-output: { type: stdout }
-inputs:
-  proofpoint_on_demand:
-    id: "100002"
-    credentials: { cluster_id: c, api_key: k-123456 }
-    services: { message: {}, maillog: {} }
-`,
-  );
-  return file;
+  return writeStateConfig(dir, stateDir).file;
 }
 
 test('a damaged CURRENT gives SIDECAR_ERR_STATE_CORRUPT with LevelDB\'s cause and the repair hint', async () => {

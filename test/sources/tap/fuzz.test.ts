@@ -16,7 +16,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Rng } from '../../../plugin/simulator/tap/random.ts';
@@ -28,6 +27,7 @@ import { parseInterval, type SimRequest } from '../../../plugin/simulator/tap/in
 import { parseTimestamp } from '../../../plugin/util/time.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
 import { DirectState, HOUR, T0, TrackingClock, captureLogger, directContext, driveUntil } from './harness.ts';
+import { closeNow, listenLoopback } from '../../helpers/net.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const WINDOWS = Math.min(160, Number(process.env.FUZZ_WINDOWS ?? 40));
@@ -287,13 +287,11 @@ class FuzzServer {
   constructor(readonly clock: FakeClock, readonly seed: number) {}
 
   async listen(): Promise<string> {
-    await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return listenLoopback(this.#server);
   }
 
   async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((r) => this.#server.close(() => r()));
+    await closeNow(this.#server);
   }
 
   #plan(interval: string, w: { start: number; end: number }): { bodies: string[]; next: number } {

@@ -14,6 +14,7 @@ import { TapMalformedAnswerError } from '../../../plugin/sources/tap/errors.ts';
 import { parseInterval } from '../../../plugin/simulator/tap/index.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
 import { DirectState, HOUR, T0, TrackingClock, captureLogger, directContext, driveUntil } from './harness.ts';
+import { closeNow, listenLoopback } from '../../helpers/net.ts';
 
 const START = T0 - 3 * HOUR;
 const EVENTS_PER_WINDOW = 40;
@@ -47,12 +48,10 @@ class CuttingServer {
   readonly #server = createServer((req, res) => this.#handle(req, res));
 
   async listen(): Promise<string> {
-    await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return listenLoopback(this.#server);
   }
   async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((r) => this.#server.close(() => r()));
+    await closeNow(this.#server);
   }
   #handle(req: IncomingMessage, res: ServerResponse): void {
     this.pending++;
