@@ -14,6 +14,10 @@
  *   npm run bench -- pod          (bench/index.ts calls runPodBench())
  *   npx tsx bench/pod.ts          [--events N]
  *
+ *   npm run bench -- pod --fluent-bit   (or BENCH_FLUENT_BIT=1): the receiver is the real Fluent
+ *                 Bit FLUENT_BIT_BIN names (the shipped fluent-bit/forward-input.yaml: forward input,
+ *                 filesystem storage; null output), for both systems in the same run
+ *
  * BENCH_CPU_PROF=<dir> makes each child process write a V8 CPU profile there (--cpu-prof).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -39,6 +43,8 @@ export interface PodRunResult {
   peakRssMb: number;
   /** Frame bytes the simulator sent for these events. */
   frameBytes: number;
+  /** Records the receiver counted (the bare pipeline's last records may still be on the way). */
+  received: number;
   /** Memory while starting (before the first event), while streaming, and while stopping. */
   memory: PhaseMemory[];
 }
@@ -46,6 +52,8 @@ export interface PodRunResult {
 export interface PodBenchResult {
   events: number;
   avgFrameBytes: number;
+  /** What both systems sent to. */
+  receiver: string;
   runs: PodRunResult[];
   ratio: { eventsPerSec: number; cpuPerEvent: number; peakRss: number };
 }
@@ -210,14 +218,69 @@ async function nextLine(c: ChildProcess): Promise<string> {
   throw new Error('child ended without a result');
 }
 
-export async function runPodBench(opts: { events?: number } = {}): Promise<PodBenchResult> {
+/** Where both systems send: the counting receiver (its own process) or a real Fluent Bit. */
+interface Receiver {
+  port: number;
+  name: string;
+  /** Records taken since the last call (waiting up to 10 s for `expected` of them). */
+  records(expected: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function countingReceiver(): Promise<Receiver> {
+  const proc = child(['--role', 'receiver']);
+  const { port } = JSON.parse(await nextLine(proc)) as { port: number };
+  return {
+    port,
+    name: 'forward receiver in its own process',
+    async records() {
+      proc.stdin!.write('report\n');
+      return (JSON.parse(await nextLine(proc)) as { records: number }).records;
+    },
+    async close() {
+      proc.stdin!.write('exit\n');
+      proc.kill();
+    },
+  };
+}
+
+async function fluentBitReceiver(): Promise<Receiver> {
+  const bin = process.env.FLUENT_BIT_BIN;
+  if (!bin) throw new Error('--fluent-bit needs FLUENT_BIT_BIN, the path of a fluent-bit binary');
+  const { startFluentBit } = await import('../test/helpers/fluent-bit.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'pod-bench-fb-'));
+  const fb = await startFluentBit(bin, dir, { flush: 1, logLevel: 'warn', output: 'null', httpServer: true });
+  let seen = 0;
+  return {
+    port: fb.port,
+    name: `Fluent Bit (${path.basename(bin)}: forward input with filesystem storage, null output)`,
+    async records(expected: number) {
+      // The bare pipeline ends when its bytes are written; Fluent Bit may still be reading them.
+      let total = await fb.inputRecords();
+      for (const until = Date.now() + 10_000; total - seen < expected && Date.now() < until; total = await fb.inputRecords()) {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const n = total - seen;
+      seen = total;
+      return n;
+    },
+    async close() {
+      fb.proc.kill('SIGTERM');
+      await new Promise((r) => (fb.proc.exitCode !== null ? r(null) : fb.proc.once('exit', r)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function runPodBench(opts: { events?: number; fluentBit?: boolean } = {}): Promise<PodBenchResult> {
   const events = opts.events ?? 200_000;
   const half = Math.ceil(events / 2);
   const { startPodSimulator } = await import('../plugin/simulator/pod/index.ts');
-  const receiver = child(['--role', 'receiver']);
+  const useFluentBit = opts.fluentBit ?? (process.argv.includes('--fluent-bit') || process.env.BENCH_FLUENT_BIT === '1');
+  const receiver = useFluentBit ? await fluentBitReceiver() : await countingReceiver();
   const runs: PodRunResult[] = [];
   try {
-    const { port } = JSON.parse(await nextLine(receiver)) as { port: number };
+    const { port } = receiver;
     for (const system of ['sidecar', 'bare'] as const) {
       // A fresh simulator per run: every event already exists, sent as fast as each reader takes them.
       const sim = await startPodSimulator({
@@ -234,23 +297,22 @@ export async function runPodBench(opts: { events?: number } = {}): Promise<PodBe
         const c = child(['--role', system, '--sim', sim.url, '--port', String(port), '--events', String(events)]);
         const r = JSON.parse(await nextLine(c)) as Omit<PodRunResult, 'system' | 'frameBytes'>;
         await new Promise((res) => (c.exitCode !== null ? res(null) : c.once('exit', res)));
-        receiver.stdin!.write('report\n');
-        await nextLine(receiver);
+        const received = await receiver.records(r.events);
         const perEvent = sim.stats.bytesSent / Math.max(1, sim.stats.eventsSent);
-        runs.push({ system, ...r, frameBytes: perEvent * r.events });
+        runs.push({ system, ...r, frameBytes: perEvent * r.events, received });
       } finally {
         await sim.close();
       }
     }
   } finally {
-    receiver.stdin!.write('exit\n');
-    receiver.kill();
+    await receiver.close();
   }
   const [s, b] = runs as [PodRunResult, PodRunResult];
   const eps = (x: PodRunResult) => x.events / (x.wallMs / 1000);
   const result: PodBenchResult = {
     events,
     avgFrameBytes: s.frameBytes / s.events,
+    receiver: receiver.name,
     runs,
     ratio: { eventsPerSec: eps(s) / eps(b), cpuPerEvent: s.cpuMs / s.events / (b.cpuMs / b.events), peakRss: s.peakRssMb / b.peakRssMb },
   };
@@ -261,11 +323,11 @@ export async function runPodBench(opts: { events?: number } = {}): Promise<PodBe
 function print(r: PodBenchResult): void {
   const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const lines = [
-    `pod: ${fmt(r.events)} events (message + maillog, ${fmt(r.avgFrameBytes)} B per frame on average), simulator in this process, forward receiver and each system in its own`,
-    `${'system'.padEnd(16)} ${'events/s'.padStart(10)} ${'MB/s'.padStart(7)} ${'CPU s/100k'.padStart(11)} ${'peak RSS MB'.padStart(12)}`,
+    `pod: ${fmt(r.events)} events (message + maillog, ${fmt(r.avgFrameBytes)} B per frame on average), simulator in this process, each system in its own, to ${r.receiver}`,
+    `${'system'.padEnd(16)} ${'events/s'.padStart(10)} ${'MB/s'.padStart(7)} ${'CPU s/100k'.padStart(11)} ${'peak RSS MB'.padStart(12)} ${'received'.padStart(9)}`,
     ...r.runs.map(
       (x) =>
-        `${(x.system === 'bare' ? 'bare pipeline' : 'sidecar').padEnd(16)} ${fmt(x.events / (x.wallMs / 1000)).padStart(10)} ${fmt(x.frameBytes / 1_048_576 / (x.wallMs / 1000), 1).padStart(7)} ${fmt((x.cpuMs / 1000 / x.events) * 100_000, 2).padStart(11)} ${fmt(x.peakRssMb).padStart(12)}`,
+        `${(x.system === 'bare' ? 'bare pipeline' : 'sidecar').padEnd(16)} ${fmt(x.events / (x.wallMs / 1000)).padStart(10)} ${fmt(x.frameBytes / 1_048_576 / (x.wallMs / 1000), 1).padStart(7)} ${fmt((x.cpuMs / 1000 / x.events) * 100_000, 2).padStart(11)} ${fmt(x.peakRssMb).padStart(12)} ${fmt(x.received).padStart(9)}`,
     ),
     `sidecar / bare: ${fmt(r.ratio.eventsPerSec * 100)}% of the events/s, ${fmt(r.ratio.cpuPerEvent, 1)}x the CPU per event, ${fmt(r.ratio.peakRss, 1)}x the peak RSS`,
     ...r.runs.flatMap((x) => [`memory of the ${x.system === 'bare' ? 'bare pipeline' : 'sidecar'} per phase:`, formatPhases(x.memory)]),

@@ -31,6 +31,8 @@ export interface FluentBit {
   recordsFile: string;
   /** What it printed so far. */
   log(): string;
+  /** With `httpServer`: the records its inputs took so far (its /api/v1/metrics). */
+  inputRecords(): Promise<number>;
 }
 
 /** Uncomments one `# <key>: <value>` line of the shipped input; throws if the example lost it. */
@@ -44,9 +46,18 @@ function switchOn(yaml: string, key: string): { yaml: string; value: string } {
 export async function startFluentBit(
   bin: string,
   dir: string,
-  o: { flush: number; logLevel: string; security?: ForwardSecurity },
+  o: {
+    flush: number;
+    logLevel: string;
+    security?: ForwardSecurity;
+    /** `null` throws the records away once stored (benchmarks); default `file`. */
+    output?: 'file' | 'null';
+    /** Serve /api/v1/metrics on a free port (inputRecords()). */
+    httpServer?: boolean;
+  },
 ): Promise<FluentBit> {
   const port = await freePort();
+  const httpPort = o.httpServer ? await freePort() : undefined;
   const outDir = path.join(dir, 'out');
   const main = path.join(dir, 'fluent-bit.yaml');
   let input = INPUT_YAML;
@@ -75,15 +86,14 @@ export async function startFluentBit(
       `  flush: ${o.flush}`,
       `  log_level: ${o.logLevel}`,
       `  storage.path: ${JSON.stringify(path.join(dir, 'storage'))}`,
+      ...(httpPort ? ['  http_server: on', '  http_listen: 127.0.0.1', `  http_port: ${httpPort}`] : []),
       'includes:',
       `  - ${JSON.stringify(input)}`,
       'pipeline:',
       '  outputs:',
-      '    - name: file',
-      "      match: '*'",
-      `      path: ${JSON.stringify(outDir)}`,
-      '      file: records.log',
-      '      mkdir: true',
+      ...(o.output === 'null'
+        ? ['    - name: null', "      match: '*'"]
+        : ['    - name: file', "      match: '*'", `      path: ${JSON.stringify(outDir)}`, '      file: records.log', '      mkdir: true']),
       '',
     ].join('\n'),
   );
@@ -95,5 +105,11 @@ export async function startFluentBit(
     if (proc.exitCode !== null) throw new Error(`fluent-bit exited with ${proc.exitCode}:\n${log}`);
     return accepts(port);
   }, 'Fluent Bit to listen', 20_000);
-  return { proc, port, ...extra, recordsFile: path.join(outDir, 'records.log'), log: () => log };
+  const inputRecords = async (): Promise<number> => {
+    if (!httpPort) throw new Error('startFluentBit: inputRecords() needs httpServer: true');
+    const res = await fetch(`http://127.0.0.1:${httpPort}/api/v1/metrics`);
+    const body = (await res.json()) as { input?: Record<string, { records?: number }> };
+    return Object.values(body.input ?? {}).reduce((n, i) => n + (i.records ?? 0), 0);
+  };
+  return { proc, port, ...extra, recordsFile: path.join(outDir, 'records.log'), log: () => log, inputRecords };
 }
