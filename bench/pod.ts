@@ -7,7 +7,8 @@
  *            entries go out as PackedForward frames once per event-loop turn, so the wire format
  *            and the receiver's work are the sidecar's),
  *
- * each in its own process, to a forward receiver in a third process that acks chunked frames.
+ * each in its own process, to a forward receiver in a third process that acks chunked frames. The
+ * processes run the build with the manifests' V8 flags, as the image does (bench/build.ts).
  * Each system under test measures its own wall time (first connection to last record
  * acknowledged / written), CPU time and peak RSS; the simulator runs in this process.
  *
@@ -28,6 +29,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Packr, UnpackrStream } from 'msgpackr';
+import { buildBench, type BuiltBench } from './build.ts';
 import { formatPhases, MemorySampler, type PhaseMemory } from './memory.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -54,6 +56,8 @@ export interface PodBenchResult {
   avgFrameBytes: number;
   /** What both systems sent to. */
   receiver: string;
+  /** How both systems ran (bench/build.ts). */
+  runtime: string;
   runs: PodRunResult[];
   ratio: { eventsPerSec: number; cpuPerEvent: number; peakRss: number };
 }
@@ -203,8 +207,13 @@ async function runBare(simUrl: string, port: number, events: number): Promise<vo
 // ------------------------------------------------------------------------------------------------
 // Orchestration.
 
+/** The build (or the sources through tsx, BENCH_TSX=1) that every child runs: bench/build.ts. */
+let built: BuiltBench | undefined;
+
 function child(args: string[]): ChildProcess {
-  return spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', SELF, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_CPU_PROF] : [];
+  const run = built ? built.nodeArgs('pod') : ['--import', 'tsx', SELF];
+  return spawn(process.execPath, [...prof, ...run, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
 }
 
 async function nextLine(c: ChildProcess): Promise<string> {
@@ -277,6 +286,8 @@ export async function runPodBench(opts: { events?: number; fluentBit?: boolean }
   const half = Math.ceil(events / 2);
   const { startPodSimulator } = await import('../plugin/simulator/pod/index.ts');
   const useFluentBit = opts.fluentBit ?? (process.argv.includes('--fluent-bit') || process.env.BENCH_FLUENT_BIT === '1');
+  built = buildBench(['pod']);
+  const runtime = built.runtime;
   const receiver = useFluentBit ? await fluentBitReceiver() : await countingReceiver();
   const runs: PodRunResult[] = [];
   try {
@@ -306,6 +317,8 @@ export async function runPodBench(opts: { events?: number; fluentBit?: boolean }
     }
   } finally {
     await receiver.close();
+    built.dispose();
+    built = undefined;
   }
   const [s, b] = runs as [PodRunResult, PodRunResult];
   const eps = (x: PodRunResult) => x.events / (x.wallMs / 1000);
@@ -313,6 +326,7 @@ export async function runPodBench(opts: { events?: number; fluentBit?: boolean }
     events,
     avgFrameBytes: s.frameBytes / s.events,
     receiver: receiver.name,
+    runtime,
     runs,
     ratio: { eventsPerSec: eps(s) / eps(b), cpuPerEvent: s.cpuMs / s.events / (b.cpuMs / b.events), peakRss: s.peakRssMb / b.peakRssMb },
   };
@@ -323,7 +337,7 @@ export async function runPodBench(opts: { events?: number; fluentBit?: boolean }
 function print(r: PodBenchResult): void {
   const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const lines = [
-    `pod: ${fmt(r.events)} events (message + maillog, ${fmt(r.avgFrameBytes)} B per frame on average), simulator in this process, each system in its own, to ${r.receiver}`,
+    `pod: ${fmt(r.events)} events (message + maillog, ${fmt(r.avgFrameBytes)} B per frame on average), simulator in this process, each system in its own (${r.runtime}), to ${r.receiver}`,
     `${'system'.padEnd(16)} ${'events/s'.padStart(10)} ${'MB/s'.padStart(7)} ${'CPU s/100k'.padStart(11)} ${'peak RSS MB'.padStart(12)} ${'received'.padStart(9)}`,
     ...r.runs.map(
       (x) =>

@@ -4,13 +4,15 @@
  * record as a forward entry and acknowledges it. Prints API requests, wall time, events per
  * second and peak RSS.
  *
- * The simulator runs in a child process (this file, started with `--serve`), so the RSS measured
- * is the sidecar's own, and the two do not share one event loop.
+ * The simulator and the sidecar's side each run in a child process (this file, started with
+ * `--serve` and with `--sidecar`), so the RSS measured is the sidecar's own and the two do not
+ * share one event loop. The sidecar's process runs the build with the manifests' V8 flags
+ * (bench/build.ts; BENCH_TSX=1: the sources through tsx).
  *
  *   npx tsx bench/tap.ts [--no-prefetch]     or   npm run bench -- tap
  *
- * BENCH_CPU_PROF=<dir> writes V8 CPU profiles there: the sidecar's (this process, the backfill
- * only, taken through the inspector) and the simulator child's (--cpu-prof).
+ * BENCH_CPU_PROF=<dir> writes V8 CPU profiles there: the sidecar's (the backfill only, taken
+ * through the inspector) and the simulator child's (--cpu-prof).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +29,7 @@ import { tapInputSchema } from '../plugin/sources/tap/config.ts';
 import { createTapSource, TAP_SERVICES, type TapCursor } from '../plugin/sources/tap/index.ts';
 import { createLogger } from '../plugin/telemetry/logger.ts';
 import type { TapScenarioOptions } from '../plugin/simulator/tap/index.ts';
+import { buildBench } from './build.ts';
 import { formatPhases, MemorySampler, type PhaseMemory } from './memory.ts';
 
 const HOUR = 3600_000;
@@ -89,19 +92,76 @@ export interface TapBenchResult {
   memory: PhaseMemory[];
 }
 
+interface SidecarRun {
+  events: number;
+  duplicates: number;
+  wallSeconds: number;
+  cpuSeconds: number;
+  peakRssMiB: number;
+  memory: PhaseMemory[];
+}
+
 export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean; prefetch?: boolean } = {}): Promise<TapBenchResult> {
   const print = opts.print ?? true;
   const scenario: TapScenarioOptions = { ratesPerHour: opts.rates ?? RATES, seed: 42 };
   const profDir = process.env.BENCH_CPU_PROF;
-  if (profDir) mkdirSync(profDir, { recursive: true });
   const childProf = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  if (profDir) mkdirSync(profDir, { recursive: true });
+  const built = buildBench(['tap']);
   const child = spawn(process.execPath, [...childProf, '--import', 'tsx', fileURLToPath(import.meta.url), '--serve', JSON.stringify(scenario)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const nextLine = async () => JSON.parse(String((await lines.next()).value)) as Record<string, any>;
-  const hello = await nextLine();
+  try {
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const nextLine = async () => JSON.parse(String((await lines.next()).value)) as Record<string, any>;
+    const hello = await nextLine();
+    // The sidecar's side in a process of its own, run as the image runs it (bench/build.ts).
+    const measured = spawn(process.execPath, [...built.nodeArgs('tap'), '--sidecar', JSON.stringify({ hello, prefetch: opts.prefetch, print })], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    measured.stdout!.on('data', (d) => (out += d));
+    const code = await new Promise<number | null>((r) => measured.once('exit', r));
+    if (code !== 0) throw new Error(`the benchmark's sidecar process exited with ${code}`);
+    const run = JSON.parse(out.trim().split('\n').pop()!) as SidecarRun;
 
+    child.stdin!.write('stats\n');
+    const stats = await nextLine();
+    child.stdin!.end();
+    await new Promise((r) => child.once('exit', r));
+
+    const { memory } = run;
+    const result: TapBenchResult = {
+      events: run.events,
+      apiRequests: stats.requests,
+      wallSeconds: run.wallSeconds,
+      eventsPerSecond: Math.round(run.events / run.wallSeconds),
+      peakRssMiB: run.peakRssMiB,
+      simulatorPeakRssMiB: Math.round(stats.maxRssKiB / 1024),
+      duplicatesFiltered: run.duplicates,
+      memory,
+    };
+    if (print) {
+      process.stdout.write(
+        `TAP 7-day backfill, 4 services: ${result.events} events delivered (${stats.served} served, ${run.duplicates} duplicates filtered)\n` +
+          `  sidecar:      ${built.runtime}\n` +
+          `  API requests: ${result.apiRequests} (${stats.byStatus})\n` +
+          `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s); sidecar CPU ${run.cpuSeconds} s (user + system)\n` +
+          `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n` +
+          `${formatPhases(memory)}\n` +
+          `  flat:         last third's peak RSS is ${Math.round((memory[2]!.peakRssMiB / memory[0]!.peakRssMiB) * 100)}% of the first third's\n`,
+      );
+    }
+    return result;
+  } finally {
+    if (child.exitCode === null) child.kill();
+    built.dispose();
+  }
+}
+
+/** The measured process: the real source, pipeline and state into CountingSink; progress on stderr. */
+async function measureSidecar(o: { hello: { url: string; credentials: unknown }; prefetch?: boolean; print: boolean }): Promise<void> {
+  const profDir = process.env.BENCH_CPU_PROF;
   const dir = mkdtempSync(path.join(tmpdir(), 'tap-bench-'));
   const logger = createLogger({ level: 'warn', pretty: false });
   const store = await StateStore.open(dir, { logger });
@@ -109,9 +169,9 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
   const start = Date.now() - 7 * DAY + 10 * 60_000;
   const cfg = tapInputSchema.parse({
     id: 'bench',
-    credentials: hello.credentials,
-    override_url_base: hello.url,
-    ...(opts.prefetch !== undefined ? { prefetch_next_window: opts.prefetch } : {}),
+    credentials: o.hello.credentials,
+    override_url_base: o.hello.url,
+    ...(o.prefetch !== undefined ? { prefetch_next_window: o.prefetch } : {}),
     services: Object.fromEntries(TAP_SERVICES.map((s) => [s, { start_time_in_utc: new Date(start).toISOString() }])),
   });
   const source = createTapSource(cfg);
@@ -121,8 +181,8 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
   const t0 = Date.now();
   const cpu0 = process.cpuUsage();
   const target = t0 - 10 * 60_000;
-  if (print) {
-    process.stdout.write(
+  if (o.print) {
+    process.stderr.write(
       `backfilling ${new Date(start).toISOString()} .. now, 4 services through /v2/siem/all${cfg.prefetch_next_window ? ', one window ahead' : ''}\n`,
     );
   }
@@ -138,11 +198,11 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
     const counters = pipeline.counters();
     const caughtUp = counters.length === 4 && counters.every((c) => Date.parse((c.cursor as TapCursor | undefined)?.collected_to ?? '1970-01-01T00:00:00Z') >= target);
     if (caughtUp) break;
-    if (print && Date.now() - lastReport > 5000) {
+    if (o.print && Date.now() - lastReport > 5000) {
       lastReport = Date.now();
       const at = (counters[0]?.cursor as TapCursor | undefined)?.collected_to ?? '-';
       const m = sampler.sample();
-      process.stdout.write(
+      process.stderr.write(
         `  ${sink.records} records, cursor at ${at}, rss ${Math.round(m.rss / 1048576)} MiB, heap used ${Math.round(m.heapUsed / 1048576)} MiB, external ${Math.round(m.external / 1048576)} MiB\n`,
       );
     }
@@ -150,7 +210,6 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
   }
   const wall = (Date.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  const cpuSeconds = Math.round((cpu.user + cpu.system) / 1e5) / 10;
   if (profiler && profDir) {
     const { profile } = await profiler.post('Profiler.stop');
     writeFileSync(path.join(profDir, `tap-sidecar-${process.pid}.cpuprofile`), JSON.stringify(profile));
@@ -162,33 +221,15 @@ export async function runTapBench(opts: { rates?: typeof RATES; print?: boolean;
   await pipeline.stop(10_000);
   await store.close();
   rmSync(dir, { recursive: true, force: true });
-
-  child.stdin!.write('stats\n');
-  const stats = await nextLine();
-  child.stdin!.end();
-  await new Promise((r) => child.once('exit', r));
-
-  const result: TapBenchResult = {
+  const run: SidecarRun = {
     events: sink.records,
-    apiRequests: stats.requests,
+    duplicates,
     wallSeconds: Math.round(wall * 10) / 10,
-    eventsPerSecond: Math.round(sink.records / wall),
+    cpuSeconds: Math.round((cpu.user + cpu.system) / 1e5) / 10,
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
-    simulatorPeakRssMiB: Math.round(stats.maxRssKiB / 1024),
-    duplicatesFiltered: duplicates,
     memory,
   };
-  if (print) {
-    process.stdout.write(
-      `TAP 7-day backfill, 4 services: ${result.events} events delivered (${stats.served} served, ${duplicates} duplicates filtered)\n` +
-        `  API requests: ${result.apiRequests} (${stats.byStatus})\n` +
-        `  wall time:    ${result.wallSeconds} s (${result.eventsPerSecond} events/s); sidecar CPU ${cpuSeconds} s (user + system)\n` +
-        `  peak RSS:     ${result.peakRssMiB} MiB sidecar (simulator process: ${result.simulatorPeakRssMiB} MiB)\n` +
-        `${formatPhases(memory)}\n` +
-        `  flat:         last third's peak RSS is ${Math.round((memory[2]!.peakRssMiB / memory[0]!.peakRssMiB) * 100)}% of the first third's\n`,
-    );
-  }
-  return result;
+  process.stdout.write(JSON.stringify(run) + '\n');
 }
 
 /** The child: a simulator on the system clock, answering "stats" on stdin. */
@@ -216,6 +257,8 @@ async function serve(scenarioJson: string): Promise<void> {
 const self = fileURLToPath(import.meta.url);
 if (process.argv[1] && path.resolve(process.argv[1]) === self) {
   const i = process.argv.indexOf('--serve');
+  const j = process.argv.indexOf('--sidecar');
   if (i >= 0) await serve(process.argv[i + 1]!);
+  else if (j >= 0) await measureSidecar(JSON.parse(process.argv[j + 1]!));
   else await runTapBench(process.argv.includes('--no-prefetch') ? { prefetch: false } : {});
 }
