@@ -85,6 +85,11 @@ export class CursorTracker {
     this.#c = start ? { ...start } : { v: 1 };
   }
 
+  /** Starts again from `start` (the cursor read back from the state store), or from nothing. */
+  restore(start?: PodCursor): void {
+    this.#c = start ? { ...start } : { v: 1 };
+  }
+
   observe(ts: string, time: EventTime): void {
     const cur = cursorTime(this.#c);
     if (cur === undefined || compareTime(time, cur) > 0) {

@@ -3,7 +3,7 @@
  * Handshake answers as the vendor's connection notes catalogue them: 400 malformed query,
  * 401 bad token / cluster / licence, 404 bad URL, 405 not GET: fatal for the service (except a
  * 400 on an archive window, which the stream retries: the server may refuse a window's times,
- * and one refused window must not end collection, see stream.ts); 409
+ * and one refused window must not end collection, see replay-plan.ts); 409
  * "Exceeded maximum number of sessions per token": another session holds the token (possibly
  * our own previous one, still closing server-side): retried. Messages carry the server's text
  * and never the api_key.

@@ -59,42 +59,14 @@ export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
   return new Promise((resolve, reject) => {
     if (o.signal?.aborted) return reject(o.signal.reason);
     registerSecret(o.apiKey);
-    const ws = new WebSocket(o.url, {
-      ...o.wsOptions,
-      headers: { ...o.wsOptions?.headers, 'User-Agent': o.userAgent ?? USER_AGENT, Authorization: `Bearer ${o.apiKey}` },
-      handshakeTimeout: o.handshakeTimeoutMs,
-      maxPayload: o.maxFrameBytes,
-      perMessageDeflate: o.perMessageDeflate,
-      closeTimeout: o.closeTimeoutMs,
-      followRedirects: false,
-      autoPong: true,
-      ...(o.agent ? { agent: o.agent } : {}),
-    } as ClientOptions);
-    const early: OpenedSocket['early'] = { frames: [], contact: false };
-    const onMessage = (d: RawData) => {
-      early.frames.push(d);
-      early.contact = true;
-    };
-    const onPong = () => (early.contact = true);
-    const onClose = (code: number, reason: Buffer) => (early.close = { code, reason });
-    ws.on('message', onMessage);
-    ws.on('pong', onPong);
-    ws.on('ping', onPong);
-    ws.on('close', onClose);
-    const opened: OpenedSocket = {
-      ws,
-      early,
-      release() {
-        ws.off('message', onMessage);
-        ws.off('pong', onPong);
-        ws.off('ping', onPong);
-        ws.off('close', onClose);
-        ws.off('error', onError);
-        // An 'error' without a listener would crash the process: whoever takes over adds its own.
-        ws.on('error', () => {});
-      },
-    };
+    const ws = connect(o);
     let settled = false;
+    // Errors after the outcome is known (a destroyed refusal, a late reset) must not crash.
+    const onError = (err: Error) => {
+      if (settled) opened.early.error ??= err;
+      settle(new VendorRequestError(`PoD ${o.service} connection to ${o.url.host} failed: ${err.message}`, err));
+    };
+    const opened = keepEarly(ws, onError);
     const settle = (err: unknown, value?: OpenedSocket) => {
       if (settled) return;
       settled = true;
@@ -113,32 +85,74 @@ export function openSocket(o: OpenOptions): Promise<OpenedSocket> {
     const onOpen = () => settle(null, opened);
     o.signal?.addEventListener('abort', onAbort, { once: true });
     ws.once('open', onOpen);
-    // Errors after the outcome is known (a destroyed refusal, a late reset) must not crash.
-    const onError = (err: Error) => {
-      if (settled) early.error ??= err;
-      settle(new VendorRequestError(`PoD ${o.service} connection to ${o.url.host} failed: ${err.message}`, err));
-    };
     ws.on('error', onError);
-    ws.once('unexpected-response', (req, res) => {
-      const charset = /charset=([^;]+)/i.exec(String(res.headers['content-type'] ?? ''))?.[1]?.trim().toLowerCase();
-      const encoding: BufferEncoding = charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf8';
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const done = () => {
-        const body = Buffer.concat(chunks).toString(encoding);
+    ws.once('unexpected-response', (req, res) =>
+      readRefusal(res, (body) => {
         req.destroy();
         settle(handshakeError(o.service, res.statusCode ?? 0, body));
-      };
-      res.on('data', (c: Buffer) => {
-        if (size < MAX_REFUSAL_BODY_BYTES) chunks.push(c.subarray(0, MAX_REFUSAL_BODY_BYTES - size));
-        size += c.length;
-        if (size >= MAX_REFUSAL_BODY_BYTES) done();
-      });
-      res.once('end', done);
-      res.once('error', done);
-      res.once('aborted', done);
-    });
+      }),
+    );
   });
+}
+
+/** The client socket, its options fixed here: `wsOptions` cannot override auth, limits or TLS verification. */
+function connect(o: OpenOptions): WebSocket {
+  return new WebSocket(o.url, {
+    ...o.wsOptions,
+    headers: { ...o.wsOptions?.headers, 'User-Agent': o.userAgent ?? USER_AGENT, Authorization: `Bearer ${o.apiKey}` },
+    handshakeTimeout: o.handshakeTimeoutMs,
+    maxPayload: o.maxFrameBytes,
+    perMessageDeflate: o.perMessageDeflate,
+    closeTimeout: o.closeTimeoutMs,
+    followRedirects: false,
+    autoPong: true,
+    ...(o.agent ? { agent: o.agent } : {}),
+  } as ClientOptions);
+}
+
+/** Keeps what the socket does from its first moment until a PodSocket takes it over (`release`). */
+function keepEarly(ws: WebSocket, onError: (err: Error) => void): OpenedSocket {
+  const early: OpenedSocket['early'] = { frames: [], contact: false };
+  const onMessage = (d: RawData) => {
+    early.frames.push(d);
+    early.contact = true;
+  };
+  const onPong = () => (early.contact = true);
+  const onClose = (code: number, reason: Buffer) => (early.close = { code, reason });
+  ws.on('message', onMessage);
+  ws.on('pong', onPong);
+  ws.on('ping', onPong);
+  ws.on('close', onClose);
+  return {
+    ws,
+    early,
+    release() {
+      ws.off('message', onMessage);
+      ws.off('pong', onPong);
+      ws.off('ping', onPong);
+      ws.off('close', onClose);
+      ws.off('error', onError);
+      // An 'error' without a listener would crash the process: whoever takes over adds its own.
+      ws.on('error', () => {});
+    },
+  };
+}
+
+/** Reads a refused upgrade's body, at most MAX_REFUSAL_BODY_BYTES, in its declared charset; `done` is called once or more (settling is idempotent). */
+function readRefusal(res: http.IncomingMessage, done: (body: string) => void): void {
+  const charset = /charset=([^;]+)/i.exec(String(res.headers['content-type'] ?? ''))?.[1]?.trim().toLowerCase();
+  const encoding: BufferEncoding = charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf8';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const finish = () => done(Buffer.concat(chunks).toString(encoding));
+  res.on('data', (c: Buffer) => {
+    if (size < MAX_REFUSAL_BODY_BYTES) chunks.push(c.subarray(0, MAX_REFUSAL_BODY_BYTES - size));
+    size += c.length;
+    if (size >= MAX_REFUSAL_BODY_BYTES) finish();
+  });
+  res.once('end', finish);
+  res.once('error', finish);
+  res.once('aborted', finish);
 }
 
 export interface SessionEnd {

@@ -1,5 +1,5 @@
 /**
- * Per-session statistics (issue 4): pulling id, mode and window, frames received, duplicates
+ * Per-session statistics: pulling id, mode and window, frames received, duplicates
  * filtered, dead-lettered, events sent, events per second, highest `ts` and lag (now minus the
  * highest `ts`). Duplicates, sent and dead-lettered are known only once the pipeline committed a
  * batch, so they come from `onCommitted`; a line is logged every interval while the session is
