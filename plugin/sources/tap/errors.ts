@@ -1,17 +1,11 @@
 /**
  * TAP-specific errors. They extend the project's coded errors (plugin/errors.ts), so their codes keep
- * the Devo collector's meaning: 101 bad start time, 300 HTTP error (with status, text and window).
+ * the Devo collector's meaning: 300 HTTP error (with status, text and window); the start-time error
+ * (101) is both vendors' one, sources/start-time.ts.
  * Messages never carry credentials: the request URL has none and the Authorization header is not
  * echoed; error bodies are cut short.
  */
-import { ErrorCode, SidecarError, VendorHttpError } from '../../errors.ts';
-
-/** Code 101: `start_time_in_utc` is in the future (a bad timestamp is refused by the schema). */
-export class StartTimeError extends SidecarError {
-  constructor(message: string) {
-    super(ErrorCode.BAD_START_TIME, message, { exitCode: 2, fatal: true });
-  }
-}
+import { VendorHttpError } from '../../errors.ts';
 
 /** Why the API refused a window with 400 (its texts, proofpoint-tap.md §2.4). */
 export type WindowRefusal = 'too_far_in_past' | 'still_current' | 'other';

@@ -27,7 +27,8 @@ import { CredentialsError, VendorHttpError, VendorRequestError } from '../../err
 import { Backoff } from '../../util/backoff.ts';
 import { BackfillProgress } from '../../telemetry/progress.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { TAP_DEFAULT_TAGS, assertStartTimes, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
+import { assertStartTimes } from '../start-time.ts';
+import { TAP_DEFAULT_TAGS, enabledServices, tapStartTimes, type TapInputConfig, type TapServiceName } from './config.ts';
 import { TAP_PATHS, tapClientFor, type WindowBody, type WindowPart } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
 import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError } from './errors.ts';
@@ -47,8 +48,6 @@ import {
   type Window,
   type WindowOptions,
 } from './window.ts';
-
-export { assertStartTimes } from './config.ts';
 
 /** The committed position of one service (stored by the pipeline as JSON). */
 export interface TapCursor {
@@ -197,7 +196,7 @@ export class TapSource implements Source<TapCursor> {
     const pool = poolOf(path);
 
     try {
-      assertStartTimes(cfg, clock.now());
+      assertStartTimes(tapStartTimes(cfg), clock.now());
     } catch (err) {
       for (const s of names) ctx.health.set(s, 'failed', (err as Error).message);
       throw err;
