@@ -7,7 +7,11 @@
  */
 import { VendorHttpError } from '../../errors.ts';
 
-/** Why the API refused a window with 400 (its texts, proofpoint-tap.md §2.4). */
+/**
+ * Why the API refused a window with 400, told by its text: "The requested start time is too far into
+ * the past" (its 7-day limit, on its clock) and "The requested interval is still current" (an end
+ * not yet past, on its clock); any other text is `other`.
+ */
 export type WindowRefusal = 'too_far_in_past' | 'still_current' | 'other';
 
 /** Code 300 for a 400 answer; `refusal` tells the two recoverable window texts apart. */
