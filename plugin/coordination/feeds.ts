@@ -6,8 +6,9 @@
  */
 import type { Config } from '../config/schema.ts';
 import type { InputType, ServiceSpec, Source } from '../sources/source.ts';
-import { assertStartTimes, enabledServices } from '../sources/tap/config.ts';
-import { assertPodStartTimes, POD_SERVICES } from '../sources/pod/config.ts';
+import { enabledServices, tapStartTimes } from '../sources/tap/config.ts';
+import { podStartTimes, POD_SERVICES } from '../sources/pod/config.ts';
+import { assertStartTimes } from '../sources/start-time.ts';
 import { DAY_MS, TAP_POOLS } from '../sources/tap/budget.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
 
@@ -57,14 +58,14 @@ const podModule = () => import('../sources/pod/index.ts');
 /**
  * The feeds of the enabled inputs, from the configuration alone (the services each source will
  * yield, as TapSource and PodSource name them): no source module is loaded until a feed is
- * acquired. Throws StartTimeError / PodStartTimeError (101) for a start time in the future, as
+ * acquired. Throws StartTimeError (101) for a start time in the future, as
  * creating the sources would.
  */
 export function feedsOf(config: Config, leasePrefix: string): Feed[] {
   const feeds: Feed[] = [];
   const { proofpoint_tap: tap, proofpoint_on_demand: pod } = config.inputs;
   if (tap?.enabled) {
-    assertStartTimes(tap, Date.now());
+    assertStartTimes(tapStartTimes(tap), Date.now());
     const services = enabledServices(tap).map((name) => ({
       name,
       dedupMaxAgeMs: tap.dedup_window_secs * 1000,
@@ -85,7 +86,7 @@ export function feedsOf(config: Config, leasePrefix: string): Feed[] {
     });
   }
   if (pod?.enabled) {
-    assertPodStartTimes(pod, Date.now());
+    assertStartTimes(podStartTimes(pod), Date.now());
     for (const svc of POD_SERVICES.filter((s) => pod.services[s] !== undefined)) {
       const only = { ...pod, services: { [svc]: pod.services[svc] } };
       const spec = pod.services[svc]!;

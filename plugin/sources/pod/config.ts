@@ -6,8 +6,7 @@
  */
 import { z } from 'zod';
 import { fluentTag, inputId, positiveInt, secret, serviceUrlBase, startTimestamp } from '../../config/types.ts';
-import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { PodStartTimeError } from './errors.ts';
+import type { StartTimeSetting } from '../start-time.ts';
 
 export const POD_SERVICES = ['message', 'maillog', 'audit'] as const;
 export type PodServiceName = (typeof POD_SERVICES)[number];
@@ -133,15 +132,10 @@ export function enabledPodServices(cfg: PodInputConfig): PodServiceName[] {
   return POD_SERVICES.filter((s) => cfg.services[s] !== undefined);
 }
 
-/** Throws PodStartTimeError (101) when a service's `start_time` is unparsable or in the future. */
-export function assertPodStartTimes(cfg: PodInputConfig, now: number): void {
-  for (const svc of POD_SERVICES.filter((s) => cfg.services[s] !== undefined)) {
-    const text = cfg.services[svc]?.start_time;
-    if (text === undefined) continue;
-    const at = parseTimestampMs(text);
-    if (at === undefined) throw new PodStartTimeError(`inputs.proofpoint_on_demand.services.${svc}.start_time: "${text}" is not a timestamp`);
-    if (at > now) {
-      throw new PodStartTimeError(`inputs.proofpoint_on_demand.services.${svc}.start_time: ${text} is in the future (now is ${formatUtc(now)})`);
-    }
-  }
+/** Each configured service's `start_time`, for the start-time check (sources/start-time.ts). */
+export function podStartTimes(cfg: PodInputConfig): StartTimeSetting[] {
+  return enabledPodServices(cfg).map((svc) => ({
+    path: `inputs.proofpoint_on_demand.services.${svc}.start_time`,
+    text: cfg.services[svc]?.start_time,
+  }));
 }

@@ -8,7 +8,7 @@
  * our own previous one, still closing server-side): retried. Messages carry the server's text
  * and never the api_key.
  */
-import { CredentialsError, ErrorCode, SidecarError, VendorHttpError, VendorRequestError } from '../../errors.ts';
+import { CredentialsError, SidecarError, VendorHttpError, VendorRequestError } from '../../errors.ts';
 import { vendorText } from '../../telemetry/secrets.ts';
 
 /** 409: the token already has a session for this type. Retryable. */
@@ -30,13 +30,6 @@ export class PodCredentialsError extends CredentialsError {
     );
     this.status = status;
     this.body = vendorText(body);
-  }
-}
-
-/** Code 101: start_time in the future or unparsable. A configuration error (exit code 2), as for TAP. */
-export class PodStartTimeError extends SidecarError {
-  constructor(message: string) {
-    super(ErrorCode.BAD_START_TIME, message, { exitCode: 2, fatal: true });
   }
 }
 

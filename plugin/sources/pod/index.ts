@@ -7,16 +7,16 @@ import type { ClientOptions } from 'ws';
 import type { Source } from '../source.ts';
 import { systemClock, type Clock } from '../../util/clock.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { POD_ARCHIVE_MAX_AGE_MS, POD_LIVE_RESUME_MS, assertPodStartTimes, type PodInputConfig } from './config.ts';
+import { POD_ARCHIVE_MAX_AGE_MS, POD_LIVE_RESUME_MS, podStartTimes, type PodInputConfig } from './config.ts';
+import { assertStartTimes } from '../start-time.ts';
 import { compareTime, coveredUntil, cursorTime, readCursor, type PodCursor } from './cursor.ts';
-import { PodStartTimeError } from './errors.ts';
 import { proxyFor } from './proxy.ts';
 import { enabledPodServices, podEndpoint, PodSource } from './source.ts';
 
 export { PodSource, enabledPodServices } from './source.ts';
-export { assertPodStartTimes } from './config.ts';
+export { StartTimeError } from '../start-time.ts';
 export type { PodCursor } from './cursor.ts';
-export { PodCredentialsError, PodSessionConflictError, PodStartTimeError, PodSessionError } from './errors.ts';
+export { PodCredentialsError, PodSessionConflictError, PodSessionError } from './errors.ts';
 export { POD_SERVICES, POD_DEFAULT_TAGS, podInputSchema, type PodInputConfig, type PodServiceName } from './config.ts';
 
 export interface CreatePodSourceOptions {
@@ -29,22 +29,22 @@ export interface CreatePodSourceOptions {
 }
 
 /**
- * Builds the source: one WebSocket session per configured service. Throws PodStartTimeError
+ * Builds the source: one WebSocket session per configured service. Throws StartTimeError
  * (101) for a start time in the future, as the Devo collector refuses it at config time.
  */
 export function createPodSource(cfg: PodInputConfig, opts: CreatePodSourceOptions = {}): Source<PodCursor> {
-  assertPodStartTimes(cfg, (opts.clock ?? systemClock).now());
+  assertStartTimes(podStartTimes(cfg), (opts.clock ?? systemClock).now());
   const proxy = proxyFor(podEndpoint(cfg), opts.env ?? process.env);
   return new PodSource(cfg, { wsOptions: opts.wsOptions, agent: proxy?.agent });
 }
 
 /**
  * Warnings for `check`: what the config will do that an operator may not expect. Keys are named
- * relative to `inputs.proofpoint_on_demand` (the caller prefixes it). Throws PodStartTimeError
+ * relative to `inputs.proofpoint_on_demand` (the caller prefixes it). Throws StartTimeError
  * (101) for a start time in the future.
  */
 export function checkPodConfig(cfg: PodInputConfig, now: number = Date.now(), env: NodeJS.ProcessEnv = process.env): string[] {
-  assertPodStartTimes(cfg, now);
+  assertStartTimes(podStartTimes(cfg), now);
   const warnings: string[] = [];
   const names = enabledPodServices(cfg);
   if (names.length === 0) warnings.push('no services configured: add services.message, services.maillog and/or services.audit');

@@ -103,75 +103,67 @@ export class AnswerScanner {
         continue;
       }
       const c = chunk[i]!;
-      if (isWs(c)) {
-        i++;
-        continue;
-      }
-      switch (this.#at) {
-        case At.ROOT:
-          if (c !== B.LBRACE) throw new MalformedAnswer(`the body is ${describeFirst(c)}, not an object`);
-          this.#at = At.KEY_OR_END;
-          i++;
-          break;
-        case At.KEY_OR_END:
-        case At.KEY:
-          if (c === B.RBRACE && this.#at === At.KEY_OR_END) {
-            this.#at = At.END;
-            i++;
-            break;
-          }
-          if (c !== B.QUOTE) throw notJson();
-          this.#role = 'key';
-          this.#begin(c);
-          i++;
-          break;
-        case At.COLON:
-          if (c !== B.COLON) throw notJson();
-          this.#at = At.VALUE;
-          i++;
-          break;
-        case At.VALUE: {
-          const key = this.#key.trim().replace(/[^A-Za-z]+$/, '');
-          const service = SERVICES.includes(key) ? (key as TapServiceName) : undefined;
-          if (service !== undefined && c === B.LBRACKET) {
-            this.#service = service;
-            this.services.add(service);
-            this.#at = At.ELEMENT_OR_END;
-            i++;
-            break;
-          }
-          this.#service = service;
-          this.#role = 'value';
-          this.#begin(c);
-          i++;
+      if (!isWs(c)) this.#structural(c);
+      i++;
+    }
+  }
+
+  /** Takes one significant byte `c` outside any value being framed; throws MalformedAnswer. */
+  #structural(c: number): void {
+    switch (this.#at) {
+      case At.ROOT:
+        if (c !== B.LBRACE) throw new MalformedAnswer(`the body is ${describeFirst(c)}, not an object`);
+        this.#at = At.KEY_OR_END;
+        break;
+      case At.KEY_OR_END:
+      case At.KEY:
+        if (c === B.RBRACE && this.#at === At.KEY_OR_END) {
+          this.#at = At.END;
           break;
         }
-        case At.AFTER_VALUE:
-          if (c === B.COMMA) this.#at = At.KEY;
-          else if (c === B.RBRACE) this.#at = At.END;
-          else throw notJson();
-          i++;
+        if (c !== B.QUOTE) throw notJson();
+        this.#role = 'key';
+        this.#begin(c);
+        break;
+      case At.COLON:
+        if (c !== B.COLON) throw notJson();
+        this.#at = At.VALUE;
+        break;
+      case At.VALUE: {
+        const key = this.#key.trim().replace(/[^A-Za-z]+$/, '');
+        const service = SERVICES.includes(key) ? (key as TapServiceName) : undefined;
+        if (service !== undefined && c === B.LBRACKET) {
+          this.#service = service;
+          this.services.add(service);
+          this.#at = At.ELEMENT_OR_END;
           break;
-        case At.ELEMENT_OR_END:
-        case At.ELEMENT:
-          if (c === B.RBRACKET && this.#at === At.ELEMENT_OR_END) {
-            this.#at = At.AFTER_VALUE;
-            i++;
-            break;
-          }
-          this.#role = 'element';
-          this.#begin(c);
-          i++;
-          break;
-        case At.AFTER_ELEMENT:
-          if (c === B.COMMA) this.#at = At.ELEMENT;
-          else if (c === B.RBRACKET) this.#at = At.AFTER_VALUE;
-          else throw notJson();
-          i++;
-          break;
-        case At.END:
-          throw notJson();
+        }
+        this.#service = service;
+        this.#role = 'value';
+        this.#begin(c);
+        break;
       }
+      case At.AFTER_VALUE:
+        if (c === B.COMMA) this.#at = At.KEY;
+        else if (c === B.RBRACE) this.#at = At.END;
+        else throw notJson();
+        break;
+      case At.ELEMENT_OR_END:
+      case At.ELEMENT:
+        if (c === B.RBRACKET && this.#at === At.ELEMENT_OR_END) {
+          this.#at = At.AFTER_VALUE;
+          break;
+        }
+        this.#role = 'element';
+        this.#begin(c);
+        break;
+      case At.AFTER_ELEMENT:
+        if (c === B.COMMA) this.#at = At.ELEMENT;
+        else if (c === B.RBRACKET) this.#at = At.AFTER_VALUE;
+        else throw notJson();
+        break;
+      case At.END:
+        throw notJson();
     }
   }
 

@@ -1,5 +1,5 @@
 /**
- * One GET of the TAP SIEM API for one explicit window (proofpoint-tap.md §2).
+ * One GET of the TAP SIEM API (`/v2/siem/*`) for one explicit window.
  *
  *  - HTTPS GET with Basic auth (service principal, secret), `format=json` (the default is syslog),
  *    `interval=<start>/<end>` computed by us: never `sinceSeconds`/`sinceTime`, whose end the server

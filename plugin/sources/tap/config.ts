@@ -6,8 +6,7 @@
  */
 import { z } from 'zod';
 import { fluentTag, inputId, positiveInt, secret, serviceUrlBase, startTimestamp } from '../../config/types.ts';
-import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { StartTimeError } from './errors.ts';
+import type { StartTimeSetting } from '../start-time.ts';
 
 export const TAP_SERVICES = ['clicksBlocked', 'clicksPermitted', 'messagesBlocked', 'messagesDelivered'] as const;
 export type TapServiceName = (typeof TAP_SERVICES)[number];
@@ -168,19 +167,10 @@ export function threatStatusParams(cfg: TapInputConfig): string[] {
   return [...new Set([...base, 'falsePositive'])];
 }
 
-/** Throws StartTimeError (101) when a service's `start_time_in_utc` is after `now`. */
-export function assertStartTimes(cfg: TapInputConfig, now: number): void {
-  for (const svc of enabledServices(cfg)) {
-    const text = cfg.services[svc]?.start_time_in_utc;
-    if (text === undefined || text === null) continue;
-    const at = parseTimestampMs(text);
-    if (at === undefined) {
-      throw new StartTimeError(`inputs.proofpoint_tap.services.${svc}.start_time_in_utc: "${text}" is not a timestamp`);
-    }
-    if (at > now) {
-      throw new StartTimeError(
-        `inputs.proofpoint_tap.services.${svc}.start_time_in_utc: ${text} is in the future (now is ${formatUtc(now)})`,
-      );
-    }
-  }
+/** Each enabled service's `start_time_in_utc`, for the start-time check (sources/start-time.ts). */
+export function tapStartTimes(cfg: TapInputConfig): StartTimeSetting[] {
+  return enabledServices(cfg).map((svc) => ({
+    path: `inputs.proofpoint_tap.services.${svc}.start_time_in_utc`,
+    text: cfg.services[svc]?.start_time_in_utc,
+  }));
 }

@@ -1,19 +1,17 @@
 /**
  * TAP-specific errors. They extend the project's coded errors (plugin/errors.ts), so their codes keep
- * the Devo collector's meaning: 101 bad start time, 300 HTTP error (with status, text and window).
+ * the Devo collector's meaning: 300 HTTP error (with status, text and window); the start-time error
+ * (101) is both vendors' one, sources/start-time.ts.
  * Messages never carry credentials: the request URL has none and the Authorization header is not
  * echoed; error bodies are cut short.
  */
-import { ErrorCode, SidecarError, VendorHttpError } from '../../errors.ts';
+import { VendorHttpError } from '../../errors.ts';
 
-/** Code 101: `start_time_in_utc` is in the future (a bad timestamp is refused by the schema). */
-export class StartTimeError extends SidecarError {
-  constructor(message: string) {
-    super(ErrorCode.BAD_START_TIME, message, { exitCode: 2, fatal: true });
-  }
-}
-
-/** Why the API refused a window with 400 (its texts, proofpoint-tap.md §2.4). */
+/**
+ * Why the API refused a window with 400, told by its text: "The requested start time is too far into
+ * the past" (its 7-day limit, on its clock) and "The requested interval is still current" (an end
+ * not yet past, on its clock); any other text is `other`.
+ */
 export type WindowRefusal = 'too_far_in_past' | 'still_current' | 'other';
 
 /** Code 300 for a 400 answer; `refusal` tells the two recoverable window texts apart. */

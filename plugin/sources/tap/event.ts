@@ -1,7 +1,7 @@
 /**
- * From one element of a TAP response array to a source event (design.md §3).
+ * From one element of a TAP response array to a source event (SourceEvent, sources/source.ts).
  *
- * Parsing is lenient because the documentation does not match the data (proofpoint-tap.md §2.7):
+ * Parsing is lenient because the vendor's documentation does not match the data it sends:
  * nulls anywhere, `recipient`/`fromAddress` as array or string, `completelyRewritten` as boolean or
  * string, enum case that varies. Nothing here rejects an event for its fields: its identity is a
  * hash of its content and its time falls back to the receipt time, so any object will do. Only an

@@ -1,9 +1,9 @@
 /**
- * Event identity for de-duplication (proofpoint-tap.md §2.8).
+ * Event identity for de-duplication: the key each event is remembered by in the de-dup state.
  *
  * `GUID` is the PPS message id, not the event's: every click on a message shares it, and a message
  * to N recipients gives N events with the same GUID that differ only by `recipient` (and an `id`
- * that is not always there). Elastic lost events keying on GUID (elastic/integrations #9966) and
+ * that is not always there). Integrations that keyed on GUID lost events that way and
  * moved to a hash of the raw event. So the key is a hash of the event's canonical content:
  *
  *  - object keys sorted, at every depth;

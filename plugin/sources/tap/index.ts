@@ -6,13 +6,14 @@ import type { Dispatcher } from 'undici';
 import type { Source } from '../source.ts';
 import { systemClock, type Clock } from '../../util/clock.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { enabledServices, type TapInputConfig } from './config.ts';
+import { enabledServices, tapStartTimes, type TapInputConfig } from './config.ts';
+import { assertStartTimes } from '../start-time.ts';
 import { poolOf } from './budget.ts';
-import { TapSource, assertStartTimes, fromCursor, type TapCursor } from './source.ts';
+import { TapSource, fromCursor, type TapCursor } from './source.ts';
 import { LOOKBACK_MS, MIN_WINDOW_MS } from './window.ts';
 
 export { TapSource, type TapCursor } from './source.ts';
-export { StartTimeError } from './errors.ts';
+export { StartTimeError } from '../start-time.ts';
 export { TAP_SERVICES, TAP_DEFAULT_TAGS, tapInputSchema, type TapInputConfig, type TapServiceName } from './config.ts';
 
 export interface CreateTapSourceOptions {
@@ -27,7 +28,7 @@ export interface CreateTapSourceOptions {
  * Devo collector refuses that at config time too.
  */
 export function createTapSource(cfg: TapInputConfig, opts: CreateTapSourceOptions = {}): Source<TapCursor> {
-  assertStartTimes(cfg, (opts.clock ?? systemClock).now());
+  assertStartTimes(tapStartTimes(cfg), (opts.clock ?? systemClock).now());
   return new TapSource(cfg, { dispatcher: opts.dispatcher });
 }
 
@@ -39,7 +40,7 @@ const DAY_SECS = 86_400;
  * start time in the future.
  */
 export function checkTapConfig(cfg: TapInputConfig, now: number = Date.now()): string[] {
-  assertStartTimes(cfg, now);
+  assertStartTimes(tapStartTimes(cfg), now);
   const warnings: string[] = [];
   const names = enabledServices(cfg);
 

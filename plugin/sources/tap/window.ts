@@ -1,7 +1,7 @@
 /**
  * Window maths for the TAP SIEM API, pure functions of positions and "now".
  *
- * Vendor rules (proofpoint-tap.md §2.4): a window is 30 s to 1 h long, starts at most 7 days back
+ * Vendor rules, as the API enforces them with 400 answers: a window is 30 s to 1 h long, starts at most 7 days back
  * ("Requests for information up to 7.00d are accepted") and ends in the past (else 400 "The
  * requested interval is still current."). There is no paging, so each window is one request.
  *

@@ -1,6 +1,6 @@
 /**
  * The TAP source end to end: simulator -> TapSource -> Pipeline -> StateStore (LevelDB) ->
- * MemorySink, on one fake clock. One table row per behaviour issue 3 asks to be shown: stored
+ * MemorySink, on one fake clock. One table row per behaviour of the source: stored
  * cursor in, simulator scenario, expected records out (the simulator's truth, each event version
  * exactly once), expected committed cursor out, and every request a valid window.
  */
