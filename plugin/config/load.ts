@@ -14,6 +14,7 @@ import { registerCredentialPair, registerSecret } from '../telemetry/secrets.ts'
 import { optionsOf, shapeOf, unwrap } from './keys.ts';
 import { configSchema, type Config } from './schema.ts';
 import { startTimestamp } from './types.ts';
+import { sourceDescriptors } from '../sources/registry.ts';
 import { formatUtc, parseTimestampMs } from '../util/time.ts';
 
 /**
@@ -108,24 +109,24 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
   if (problems.length > 0) throw new ConfigError(problems);
 
   coerceScalars(substituted);
-  const parsed = configSchema.safeParse(substituted);
+  const parsed = configSchema().safeParse(substituted);
   // Every problem in one round: the schema's, a start time in the future, and no input at all.
   const errors = parsed.success ? [] : formatIssues(parsed.error.issues, substituted);
   errors.push(...futureStartTimes(substituted, opts.now ?? Date.now()));
   const missing = missingInput(substituted);
   if (missing) errors.push(missing);
   if (errors.length > 0 || !parsed.success) throw new ConfigError([...new Set(errors)]);
-  const config = parsed.data;
+  const config = parsed.data as Config;
   for (const { at } of ignored) deletePath(config, at);
   return { config, notices };
 }
 
-/** Input names the Devo collector server's JSON form puts at the top level, beside global_overrides. */
-const INPUT_NAMES = ['proofpoint_tap', 'proofpoint_on_demand'] as const;
-
-/** `{ "proofpoint_tap": {...} }` (the Devo collector server's JSON form) is read as `inputs.proofpoint_tap`. */
+/**
+ * `{ "proofpoint_tap": {...} }` (the Devo collector server's JSON form puts an input at the top
+ * level, beside global_overrides) is read as `inputs.proofpoint_tap`; so for every input type.
+ */
 function liftCloudFormInputs(cfg: Record<string, unknown>, notices: string[], problems: string[]): void {
-  for (const name of INPUT_NAMES) {
+  for (const { type: name } of sourceDescriptors()) {
     if (!(name in cfg)) continue;
     const inputs = isPlainObject(cfg.inputs) ? cfg.inputs : {};
     if (inputs[name] !== undefined) {
@@ -167,7 +168,7 @@ function deletePath(obj: unknown, at: readonly string[]): void {
  */
 function coerceScalars(cfg: Record<string, unknown>): void {
   for (let round = 0; round < 8; round++) {
-    const parsed = configSchema.safeParse(cfg);
+    const parsed = configSchema().safeParse(cfg);
     if (parsed.success) return;
     let changed = false;
     for (const issue of parsed.error.issues) {
@@ -193,11 +194,8 @@ function coerceScalars(cfg: Record<string, unknown>): void {
 /** Start times after `now` (error 101), found on the raw values so they come with every other problem. */
 function futureStartTimes(cfg: Record<string, unknown>, now: number): string[] {
   const out: string[] = [];
-  const keys: Array<[string, string]> = [
-    ['proofpoint_tap', 'start_time_in_utc'],
-    ['proofpoint_on_demand', 'start_time'],
-  ];
-  for (const [input, key] of keys) {
+  for (const { type: input, startTimeKey: key } of sourceDescriptors()) {
+    if (key === undefined) continue;
     const enabled = getPath(cfg, ['inputs', input, 'enabled']);
     if (enabled === false) continue;
     const services = getPath(cfg, ['inputs', input, 'services']);
@@ -219,10 +217,9 @@ function futureStartTimes(cfg: Record<string, unknown>, now: number): string[] {
 function missingInput(cfg: Record<string, unknown>): string | undefined {
   const inputs = isPlainObject(cfg.inputs) ? Object.entries(cfg.inputs).filter(([, i]) => i !== undefined && i !== null) : [];
   if (inputs.length === 0) {
-    return (
-      'inputs: no input is configured, so there is nothing to collect: add inputs.proofpoint_tap (id, credentials.username, ' +
-      'credentials.password, services) and/or inputs.proofpoint_on_demand (id, credentials.cluster_id, credentials.api_key, services)'
-    );
+    const each = sourceDescriptors().map((d) => `inputs.${d.type} (${d.requiredKeys})`);
+    const choice = each.length > 1 ? `${each.slice(0, -1).join(', ')} and/or ${each[each.length - 1]}` : (each[0] ?? 'an input');
+    return `inputs: no input is configured, so there is nothing to collect: add ${choice}`;
   }
   const enabled = inputs.filter(([, i]) => !isPlainObject(i) || (i.enabled !== false && i.enabled !== 'false'));
   if (enabled.length === 0) {
@@ -409,7 +406,7 @@ function describe(issue: z.core.$ZodIssue): string {
  * (output), the option named by the value's `type` decides.
  */
 function allowedKeysAt(at: readonly string[], raw: unknown): string[] {
-  let node: unknown = configSchema;
+  let node: unknown = configSchema();
   for (let i = 0; i <= at.length; i++) {
     node = unwrap(node);
     const options = optionsOf(node);

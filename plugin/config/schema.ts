@@ -1,12 +1,11 @@
 /**
  * The sidecar's configuration, declared once with its defaults (design.md §6). Every object is
  * strict: an unknown key is an error naming it, its path and the nearest valid key (load.ts).
- * Each source owns its section's schema (sources/<name>/config.ts).
+ * Each input type owns its section's schema (its descriptor, listed in sources/registry.ts).
  */
 import { z } from 'zod';
 import { positiveInt, secret } from './types.ts';
-import { tapInputSchema } from '../sources/tap/config.ts';
-import { podInputSchema } from '../sources/pod/config.ts';
+import { inputsShape, registryGeneration, type BuiltInInputs } from '../sources/registry.ts';
 
 /** Fluent Bit closes the connection on a frame over buffer_max_size (6,144,000 bytes by default). */
 export const FLUENT_BIT_BUFFER_MAX_SIZE = 6_144_000;
@@ -147,22 +146,29 @@ export const stdoutOutputSchema = z.strictObject({
 
 export const outputSchema = z.discriminatedUnion('type', [forwardOutputSchema, stdoutOutputSchema]);
 
-export const configSchema = z.strictObject({
-  globals: globalsSchema.prefault({}),
-  output: outputSchema.prefault({ type: 'forward' }),
-  inputs: z
-    .strictObject({
-      proofpoint_tap: tapInputSchema.optional(),
-      proofpoint_on_demand: podInputSchema.optional(),
-    })
-    .prefault({}),
-  /** Devo-only: accepted and ignored (the output is Fluent Bit). */
-  outputs: z.unknown().optional(),
-  /** Devo collector server's JSON form: accepted and ignored (globals holds the settings). */
-  global_overrides: z.unknown().optional(),
-});
+function buildConfigSchema() {
+  return z.strictObject({
+    globals: globalsSchema.prefault({}),
+    output: outputSchema.prefault({ type: 'forward' }),
+    inputs: z.strictObject(inputsShape()).prefault({}),
+    /** Devo-only: accepted and ignored (the output is Fluent Bit). */
+    outputs: z.unknown().optional(),
+    /** Devo collector server's JSON form: accepted and ignored (globals holds the settings). */
+    global_overrides: z.unknown().optional(),
+  });
+}
 
-export type Config = z.infer<typeof configSchema>;
+let built: { generation: number; schema: ReturnType<typeof buildConfigSchema> } | undefined;
+
+/** The schema of the whole file, with an `inputs.<type>` section for every registered input type. */
+export function configSchema(): ReturnType<typeof buildConfigSchema> {
+  if (built?.generation !== registryGeneration()) built = { generation: registryGeneration(), schema: buildConfigSchema() };
+  return built.schema;
+}
+
+export type Config = Omit<z.infer<ReturnType<typeof buildConfigSchema>>, 'inputs'> & {
+  inputs: BuiltInInputs & Record<string, unknown>;
+};
 export type ForwardOutputConfig = z.infer<typeof forwardOutputSchema>;
 export type StdoutOutputConfig = z.infer<typeof stdoutOutputSchema>;
 export type OutputConfig = z.infer<typeof outputSchema>;

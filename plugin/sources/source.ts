@@ -18,7 +18,8 @@ import type { Logger } from 'pino';
 import type { Clock } from '../util/clock.ts';
 import type { EventTime } from '../util/time.ts';
 
-export type InputType = 'proofpoint_tap' | 'proofpoint_on_demand';
+/** An input type id: the key of its section under `inputs` (sources/registry.ts lists them). */
+export type InputType = string;
 
 /** One vendor event, ready to become a forward record (design.md §3). */
 export interface SourceEvent {

@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
 import { startPodSimulator, type PodSimulator, type PodStreamType } from '../../plugin/simulator/pod/index.ts';
 import { NO_QUIRKS, startTapSimulator, type TapSimulator } from '../../plugin/simulator/tap/index.ts';
-import { TAP_SERVICES } from '../../plugin/sources/tap/index.ts';
+import { TAP_SERVICES } from '../../plugin/sources/tap/create.ts';
 import { ForwardReceiver } from './forward-receiver.ts';
 import { startCli } from './cli.ts';
 import { freePort, until } from './net.ts';

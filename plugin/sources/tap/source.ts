@@ -28,7 +28,8 @@ import { Backoff } from '../../util/backoff.ts';
 import { BackfillProgress } from '../../telemetry/progress.ts';
 import { formatUtc, parseTimestampMs } from '../../util/time.ts';
 import { TAP_DEFAULT_TAGS, assertStartTimes, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
-import { TAP_PATHS, tapClientFor, type WindowBody, type WindowPart } from './client.ts';
+import { tapRequestPath } from './endpoint.ts';
+import { tapClientFor, type WindowBody, type WindowPart } from './client.ts';
 import { RateBudget, TAP_POOLS, poolOf, type TapPool } from './budget.ts';
 import { TapBadRequestError, TapMalformedAnswerError, TapThrottledError } from './errors.ts';
 import { buildEvent } from './event.ts';
@@ -180,7 +181,7 @@ export class TapSource implements Source<TapCursor> {
 
   /** The endpoint this input queries: `/all` for two or more services. */
   get path(): string {
-    return this.#names.length >= 2 ? TAP_PATHS.all : TAP_PATHS[this.#names[0]!];
+    return tapRequestPath(this.#names);
   }
 
   run(ctx: SourceContext): AsyncIterable<Batch<TapCursor>> {

@@ -11,7 +11,7 @@ import { Pipeline } from '../../../plugin/pipeline/pipeline.ts';
 import { StateStore } from '../../../plugin/state/store.ts';
 import type { Sink } from '../../../plugin/output/sink.ts';
 import type { HealthReporter, ServiceStatus, Source, SourceContext } from '../../../plugin/sources/source.ts';
-import { createPodSource, podInputSchema, type PodInputConfig } from '../../../plugin/sources/pod/index.ts';
+import { createPodSource, podInputSchema, type PodInputConfig } from '../../../plugin/sources/pod/create.ts';
 import type { PodInputConfigInput } from '../../../plugin/sources/pod/config.ts';
 import type { PodSimulator } from '../../../plugin/simulator/pod/index.ts';
 import { systemClock, type Clock } from '../../../plugin/util/clock.ts';

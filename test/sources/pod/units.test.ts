@@ -7,7 +7,8 @@ import { floorHour, formatPodTime, nextStep, offsetOf, replayAfterDrop, replayAt
 import { parseTimestamp } from '../../../plugin/util/time.ts';
 import { handshakeError, PodCredentialsError, PodSessionConflictError } from '../../../plugin/sources/pod/errors.ts';
 import { bypassed } from '../../../plugin/sources/pod/proxy.ts';
-import { checkPodConfig, createPodSource, podInputSchema } from '../../../plugin/sources/pod/index.ts';
+import { checkPodConfig } from '../../../plugin/sources/pod/check.ts';
+import { createPodSource, podInputSchema } from '../../../plugin/sources/pod/create.ts';
 import { ErrorCode } from '../../../plugin/errors.ts';
 
 const HOUR = 3600_000;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tapInputSchema } from '../../../plugin/sources/tap/config.ts';
-import { createTapSource, type TapCursor } from '../../../plugin/sources/tap/index.ts';
+import { createTapSource, type TapCursor } from '../../../plugin/sources/tap/create.ts';
 import { TapClient, TAP_PATHS } from '../../../plugin/sources/tap/client.ts';
 import { TapMalformedAnswerError } from '../../../plugin/sources/tap/errors.ts';
 import { parseInterval } from '../../../plugin/simulator/tap/index.ts';
