@@ -1,7 +1,7 @@
 /**
  * Loads the configuration file (YAML or JSON): `${VAR}` from the environment, `<key>_file` secrets,
- * the schema with its defaults, and errors that name the key, its path and what is allowed
- * (design.md §6). Every problem is collected so an operator fixes them in one pass; all of them
+ * renamed keys under their old names, the schema with its defaults, and errors that name the key,
+ * its path and what is allowed. Every problem is collected so an operator fixes them in one pass; all of them
  * are a ConfigError (exit code 2). Credentials are registered for scrubbing as soon as they are
  * read, and never quoted in an error.
  */
@@ -12,8 +12,8 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { registerCredentialPair, registerSecret } from '../telemetry/secrets.ts';
 import { optionsOf, shapeOf, unwrap } from './keys.ts';
-import { configSchema, type Config } from './schema.ts';
-import { startTimestamp } from './types.ts';
+import { RENAMED_KEYS, configSchema, type Config } from './schema.ts';
+import { startTimestamp, type RenamedKey } from './types.ts';
 import { sourceDescriptors } from '../sources/registry.ts';
 import { formatUtc, parseTimestampMs } from '../util/time.ts';
 
@@ -44,6 +44,8 @@ export interface LoadedConfig {
   file?: string;
   /** Non-fatal remarks: ignored Devo sections. */
   notices: string[];
+  /** Keys given under a former name (full paths): `check` prints and `run` logs a warning for each. */
+  renamed: Array<{ from: string; to: string }>;
 }
 
 export interface LoadOptions {
@@ -101,6 +103,7 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
 
   const substituted = substituteEnv(raw, env, [], problems) as Record<string, unknown>;
   liftCloudFormInputs(substituted, notices, problems);
+  const renamed = applyRenamedKeys(substituted, problems);
   readSecretFiles(substituted, baseDir, problems);
   registerSecrets(substituted);
 
@@ -118,7 +121,7 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
   if (errors.length > 0 || !parsed.success) throw new ConfigError([...new Set(errors)]);
   const config = parsed.data as Config;
   for (const { at } of ignored) deletePath(config, at);
-  return { config, notices };
+  return { config, notices, renamed };
 }
 
 /**
@@ -137,6 +140,50 @@ function liftCloudFormInputs(cfg: Record<string, unknown>, notices: string[], pr
     delete cfg[name];
     notices.push(`${name} at the top level (the Devo collector server's JSON form) is read as inputs.${name}`);
   }
+}
+
+/** Every renamed key, with its full path pattern: the sidecar's sections', then each input type's. */
+function renamedKeys(): RenamedKey[] {
+  const inputs = sourceDescriptors().flatMap((d) => (d.renamedKeys ?? []).map((k) => ({ ...k, at: ['inputs', d.type, ...k.at] })));
+  return [...RENAMED_KEYS, ...inputs];
+}
+
+/**
+ * Moves values given under a former key name to the current one (numbers, or numbers written as
+ * strings, divided into the new unit) and reports each; both names in one section is a problem
+ * naming both. Changes the object in place.
+ */
+function applyRenamedKeys(cfg: Record<string, unknown>, problems: string[]): Array<{ from: string; to: string }> {
+  const out: Array<{ from: string; to: string }> = [];
+  for (const k of renamedKeys()) {
+    for (const at of expandPath(cfg, k.at)) {
+      const section = getPath(cfg, at);
+      if (!isPlainObject(section) || !(k.from in section)) continue;
+      const from = fmtPath([...at, k.from]);
+      const to = fmtPath([...at, k.to]);
+      if (k.to in section) {
+        problems.push(`${from}: given together with its new name ${to}; keep ${to} only`);
+        continue;
+      }
+      const value = section[k.from];
+      const text = typeof value === 'string' ? value.trim() : undefined;
+      const number = typeof value === 'number' ? value : text !== undefined && /^[+-]?\d+(\.\d+)?$/.test(text) ? Number(text) : undefined;
+      section[k.to] = number === undefined ? value : number / k.divideBy;
+      delete section[k.from];
+      out.push({ from, to });
+    }
+  }
+  return out;
+}
+
+/** The concrete paths a pattern (`*`: any key) matches in `cfg`, existing objects only. */
+function expandPath(cfg: Record<string, unknown>, pattern: readonly string[], prefix: string[] = []): string[][] {
+  if (pattern.length === prefix.length) return [prefix];
+  const here = getPath(cfg, prefix);
+  if (!isPlainObject(here)) return [];
+  const head = pattern[prefix.length]!;
+  const names = head === '*' ? Object.keys(here) : [head];
+  return names.filter((n) => n in here).flatMap((n) => expandPath(cfg, pattern, [...prefix, n]));
 }
 
 /** The Devo-only keys present, with their concrete paths. */

@@ -9,6 +9,7 @@
  * `compareCursors` and each feed's `create` (test/coordination/standby.test.ts holds this).
  */
 import type { z } from 'zod';
+import type { RenamedKey } from '../config/types.ts';
 import type { ServiceSpec, Source } from './source.ts';
 
 /** What every input section has: `inputs.<type>.id` and `.enabled`. */
@@ -78,6 +79,8 @@ export interface SourceDescriptor<C extends InputConfigBase = InputConfigBase, T
   readonly schema: z.ZodType<C>;
   /** What a minimal section holds, for the "no input configured" error, e.g. "id, credentials.api_key, services". */
   readonly requiredKeys: string;
+  /** Keys of the section that were renamed (paths relative to `inputs.<type>`); the old names still load. */
+  readonly renamedKeys?: readonly RenamedKey[];
   /** The key of each `services.<name>` that holds the start time (a time in the future is error 101). */
   readonly startTimeKey?: string;
   /** The services the section configures, in the input's canonical order. */

@@ -5,7 +5,7 @@
  */
 import type { SourceDescriptor } from '../descriptor.ts';
 import { parseTimestampMs } from '../../util/time.ts';
-import { assertPodStartTimes, enabledPodServices, podInputSchema, type PodInputConfig } from './config.ts';
+import { POD_RENAMED_KEYS, assertPodStartTimes, enabledPodServices, podInputSchema, type PodInputConfig } from './config.ts';
 
 const TYPE = 'proofpoint_on_demand';
 const REPLAY_REASONS = ['start_time', 'unclean_shutdown', 'outage', 'live_start', 'live_drop', 'probe'];
@@ -24,6 +24,7 @@ export const podSource: SourceDescriptor<PodInputConfig, typeof TYPE> = {
   type: TYPE,
   schema: podInputSchema,
   requiredKeys: 'id, credentials.cluster_id, credentials.api_key, services',
+  renamedKeys: POD_RENAMED_KEYS,
   startTimeKey: 'start_time',
   services: (cfg) => enabledPodServices(cfg),
   create: async (cfg) => (await import('./create.ts')).createPodSource(cfg),

@@ -7,7 +7,7 @@
  * - Connection attempts are at least `request_period_in_seconds` apart (the Devo collector's
  *   meaning); refusals and failures back off further, capped at `retry_max_secs`.
  * - Frames become events in the batch being filled; it is handed out at `batch_max_events` or
- *   `batch_flush_ms` after its first frame, and at the end of every session (a batch never spans
+ *   `batch_flush_secs` after its first frame, and at the end of every session (a batch never spans
  *   two sessions, so its `pulling_id` is exact). Frames held here, filled or handed out and not
  *   yet taken, are bounded by `max_buffered_frames` / `max_buffered_bytes`: beyond them the socket
  *   is paused and TCP holds the server back; it resumes below half.
@@ -691,7 +691,7 @@ export class ServiceStream {
     if (this.#filling && this.#filling.stats !== stats) this.#closeBatch(false);
     if (!this.#filling) {
       const f: Filling = { stats, events: [], rejected: [], bytes: 0 };
-      f.cancelFlush = this.#o.ctx.clock.setTimer(this.#o.cfg.batch_flush_ms, () => {
+      f.cancelFlush = this.#o.ctx.clock.setTimer(this.#o.cfg.batch_flush_secs * 1000, () => {
         if (this.#filling === f) this.#closeBatch(false);
       });
       this.#filling = f;

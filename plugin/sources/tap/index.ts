@@ -5,7 +5,7 @@
  */
 import type { SourceDescriptor } from '../descriptor.ts';
 import { parseTimestampMs } from '../../util/time.ts';
-import { assertStartTimes, enabledServices, tapInputSchema, type TapInputConfig } from './config.ts';
+import { TAP_RENAMED_KEYS, assertStartTimes, enabledServices, tapInputSchema, type TapInputConfig } from './config.ts';
 import { DAY_MS, TAP_POOLS } from './budget.ts';
 
 const TYPE = 'proofpoint_tap';
@@ -23,6 +23,7 @@ export const tapSource: SourceDescriptor<TapInputConfig, typeof TYPE> = {
   type: TYPE,
   schema: tapInputSchema,
   requiredKeys: 'id, credentials.username, credentials.password, services',
+  renamedKeys: TAP_RENAMED_KEYS,
   startTimeKey: 'start_time_in_utc',
   services: (cfg) => enabledServices(cfg),
   create: async (cfg) => (await import('./create.ts')).createTapSource(cfg),

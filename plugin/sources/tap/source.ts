@@ -240,7 +240,7 @@ export class TapSource implements Source<TapCursor> {
     }
 
     const client = tapClientFor(cfg, { dispatcher: this.#dispatcher, userAgent: ctx.userAgent });
-    const retry = new Backoff({ minMs: cfg.retry_initial_ms, maxMs: cfg.retry_max_secs * 1000 });
+    const retry = new Backoff({ minMs: cfg.retry_initial_secs * 1000, maxMs: cfg.retry_max_secs * 1000 });
     const periodMs = Math.min(...names.map((s) => (cfg.services[s]?.request_period_in_seconds ?? 60) * 1000));
     if (periodMs < MIN_WINDOW_MS) {
       log.warn(

@@ -34,7 +34,7 @@ export function podConfig(sim: PodSimulator, overrides: Partial<PodInputConfigIn
     id: 'pod-test',
     credentials: { cluster_id: sim.credentials.cluster_id, api_key: sim.credentials.api_key },
     override_url_base: sim.url,
-    batch_flush_ms: 50,
+    batch_flush_secs: 0.05,
     batch_max_events: 200,
     retry_max_secs: 2,
     ...overrides,

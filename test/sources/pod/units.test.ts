@@ -263,7 +263,7 @@ test('batches are flushed by count or by the injected clock, whichever comes fir
   const sim = await startPodSimulator({ ...simBase(clock), rate: { audit: 100, message: 0, maillog: 0 }, historyMs: 1_000, firstSessionFrom: 'origin' });
   t.after(() => sim.close());
   const ac = new AbortController();
-  const cfg = podConfig(sim, { batch_max_events: 40, batch_flush_ms: 1_000 }, { audit: {} });
+  const cfg = podConfig(sim, { batch_max_events: 40, batch_flush_secs: 1 }, { audit: {} });
   const source = createPodSource(cfg, { clock, env: {} });
   const it = source.run(directContext({ clock, signal: ac.signal }))[Symbol.asyncIterator]();
   // 101 events exist: two full batches of 40 at once…

@@ -84,7 +84,7 @@ test('a TAP window whose body is cut short mid-stream is asked again and deliver
     credentials: { username: 'cut-principal', password: 'cut-secret-77aa' },
     override_url_base: url,
     max_events_per_batch: 5,
-    retry_initial_ms: 1000,
+    retry_initial_secs: 1,
     services: { clicksPermitted: { start_time_in_utc: new Date(START).toISOString() }, clicksBlocked: { start_time_in_utc: new Date(START).toISOString() } },
   });
   const state = new DirectState();
