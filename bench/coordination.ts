@@ -100,7 +100,7 @@ async function killBusiest(c: Cluster): Promise<string> {
 
 export async function runCoordinationBench(): Promise<RunResult[]> {
   const durationMs = Number(process.env.BENCH_COORD_SECS ?? 90) * 1000;
-  const defaults = { lease_duration_seconds: 15, renew_deadline_seconds: 10, retry_period_seconds: 2 };
+  const defaults = { lease_duration_secs: 15, renew_deadline_secs: 10, retry_period_secs: 2 };
   const results = [
     await run('1 replica, no coordination', { replicas: 1, coordination: null }, durationMs, false),
     await run('3 replicas, Leases', { replicas: 3, coordination: defaults }, durationMs, true),

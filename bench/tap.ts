@@ -26,7 +26,7 @@ import { encodeEntry } from '../plugin/forward/encoder.ts';
 import { Pipeline } from '../plugin/pipeline/pipeline.ts';
 import { StateStore } from '../plugin/state/store.ts';
 import { tapInputSchema } from '../plugin/sources/tap/config.ts';
-import { createTapSource, TAP_SERVICES, type TapCursor } from '../plugin/sources/tap/index.ts';
+import { createTapSource, TAP_SERVICES, type TapCursor } from '../plugin/sources/tap/create.ts';
 import { createLogger } from '../plugin/telemetry/logger.ts';
 import type { TapScenarioOptions } from '../plugin/simulator/tap/index.ts';
 import { buildBench } from './build.ts';

@@ -88,9 +88,9 @@ export class Sidecar {
               identity,
               feeds,
               timing: {
-                leaseDurationMs: coordination.lease_duration_seconds * 1000,
-                renewDeadlineMs: coordination.renew_deadline_seconds * 1000,
-                retryPeriodMs: coordination.retry_period_seconds * 1000,
+                leaseDurationMs: coordination.lease_duration_secs * 1000,
+                renewDeadlineMs: coordination.renew_deadline_secs * 1000,
+                retryPeriodMs: coordination.retry_period_secs * 1000,
               },
               handlers: new FeedRunner({ pipeline, store, clock, logger, carryKeys: coordination.carry_dedup_keys }),
               clock,

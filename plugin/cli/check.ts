@@ -48,12 +48,13 @@ export interface CheckArgs extends ConfigArgs {
 }
 
 export async function handler(args: CheckArgs): Promise<number> {
-  const { config, notices, file } = loadConfigFile(args.config);
+  const { config, notices, renamed, file } = loadConfigFile(args.config);
   const out = process.stdout;
   out.write(`# Effective configuration of ${file} (defaults filled in, credentials masked)\n`);
   out.write(scrub(stringify(maskSecrets(config))));
   const warnings = await checkSources(config);
   for (const n of notices) out.write(`note: ${n}\n`);
+  for (const r of renamed) out.write(`warning: ${r.from} is a former name: rename it to ${r.to} (read as ${r.to} for now)\n`);
   for (const w of warnings) out.write(`warning: ${w}\n`);
   if (args.online) {
     const { checkOnline, probeOnline } = await import('./online.ts');

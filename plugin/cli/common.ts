@@ -17,11 +17,12 @@ export function withConfig<T>(y: Argv<T>): Argv<T & ConfigArgs> {
   }) as Argv<T & ConfigArgs>;
 }
 
-/** Loads the config and a logger at its level; prints the Devo-only notices as warnings. */
+/** Loads the config and a logger at its level; logs the Devo-only notices and former key names as warnings. */
 export function loadWithLogger(file: string): LoadedConfig & { logger: Logger } {
   const loaded = loadConfigFile(file);
   const logger = createLogger({ level: loaded.config.globals.log_level, name: loaded.config.globals.name });
   for (const n of loaded.notices) logger.warn({ config: loaded.file }, n);
+  for (const r of loaded.renamed) logger.warn({ config: loaded.file, key: r.from, new_key: r.to }, 'Config key has a former name; it is read under its new name, rename it.');
   return { ...loaded, logger };
 }
 

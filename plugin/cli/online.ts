@@ -2,13 +2,8 @@
  * `check --online`: verifies credentials and reachability of every enabled service without
  * collecting, and prints one verdict per service.
  *
- * - TAP: one request for a 30-second window that ended a few minutes ago (the smallest window the
- *   API accepts). It costs one request of the pool's 24 h budget, which a running sidecar cannot
- *   see (its request log is locked): run it while collection is stopped or expect one request less.
- * - POD: a handshake closed at once, in ARCHIVE mode (a past hour). A live handshake would move the
- *   server's resume point: a running or stopped sidecar's next live session would then resume
- *   after whatever the probe was sent, and those events would be lost. A 409 means another session
- *   holds the token for that type: reachable, credentials not checked (often the running sidecar).
+ * - Inputs: each input's descriptor probes its vendor (sources/tap/probe.ts: one small request;
+ *   sources/pod/probe.ts: an archive-mode handshake closed at once).
  * - Coordination (globals.coordination): a read of each feed's Lease, which checks the API server,
  *   the credentials and the Role's `get` (create and update cannot be checked without writing).
  * - Output (forward): a connection as `run` opens it (TCP or unix socket, TLS, the shared_key
@@ -24,78 +19,15 @@ import type net from 'node:net';
 import type { Config, ForwardOutputConfig } from '../config/schema.ts';
 import { ForwardClient, OutboundChunk } from '../forward/client.ts';
 import { newChunkId } from '../forward/encoder.ts';
-import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
 import { scrub } from '../telemetry/secrets.ts';
-import { enabledServices } from '../sources/tap/config.ts';
-import { tapClientFor, TAP_PATHS } from '../sources/tap/client.ts';
-import { enabledPodServices, podEndpoint } from '../sources/pod/source.ts';
-import { openSocket } from '../sources/pod/socket.ts';
-import { floorHour, podStreamUrl } from '../sources/pod/mode.ts';
-import { proxyFor } from '../sources/pod/proxy.ts';
+import type { Verdict } from '../sources/descriptor.ts';
+import { enabledInputs } from '../sources/registry.ts';
+import { describeProbeError } from '../sources/verdict.ts';
 import { feedsOf } from '../coordination/feeds.ts';
 import { USER_AGENT } from '../util/user-agent.ts';
 import type { ProbeOptions, ProbeSummary } from './pod-probe.ts';
 
-export type Verdict = { service: string; ok: boolean; text: string };
-
-const HOUR = 3600_000;
-
-export async function probeTap(cfg: NonNullable<Config['inputs']['proofpoint_tap']>, now = Date.now()): Promise<Verdict[]> {
-  const names = enabledServices(cfg);
-  const path = names.length >= 2 ? TAP_PATHS.all : TAP_PATHS[names[0]!];
-  const client = tapClientFor(cfg, { timeoutMs: Math.min(cfg.request_timeout_secs, 60) * 1000 });
-  const end = Math.floor((now - cfg.window_lag_secs * 1000 - 60_000) / 1000) * 1000;
-  const window = { start: end - 30_000, end };
-  let verdict: { ok: boolean; text: string };
-  try {
-    const answer = await client.fetchWindow(path, window, AbortSignal.timeout(90_000));
-    const events = Object.values(answer.arrays).reduce((n, a) => n + (a?.length ?? 0), 0);
-    verdict = { ok: true, text: `credentials accepted; ${path} answered ${answer.status} (${events} events in a 30 s test window)` };
-  } catch (err) {
-    verdict = { ok: false, text: describe(err) };
-  } finally {
-    await client.close();
-  }
-  return names.map((service) => ({ service, ...verdict }));
-}
-
-export async function probePod(cfg: NonNullable<Config['inputs']['proofpoint_on_demand']>, now = Date.now()): Promise<Verdict[]> {
-  const endpoint = podEndpoint(cfg);
-  const agent = proxyFor(endpoint)?.agent;
-  const since = floorHour(now - 3 * HOUR);
-  const out: Verdict[] = [];
-  for (const service of enabledPodServices(cfg)) {
-    const url = podStreamUrl(endpoint, cfg.credentials.cluster_id, service, { since, to: since + HOUR });
-    try {
-      const opened = await openSocket({
-        url,
-        apiKey: cfg.credentials.api_key,
-        service,
-        handshakeTimeoutMs: cfg.handshake_timeout_secs * 1000,
-        maxFrameBytes: cfg.max_frame_bytes,
-        perMessageDeflate: cfg.per_message_deflate,
-        closeTimeoutMs: 1_000,
-        ...(agent ? { agent } : {}),
-      });
-      opened.release();
-      opened.ws.terminate();
-      out.push({ service, ok: true, text: 'credentials accepted; the log stream opened a session (closed at once, archive mode)' });
-    } catch (err) {
-      if (err instanceof VendorHttpError && err.status === 409) {
-        out.push({ service, ok: true, text: `reachable, credentials not checked: another session holds the token for ${service} (HTTP 409), often the running sidecar` });
-      } else {
-        out.push({ service, ok: false, text: describe(err) });
-      }
-    }
-  }
-  return out;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof CredentialsError) return `credentials refused (error ${err.code}): ${err.message}`;
-  if (err instanceof SidecarError) return `error ${err.code}: ${err.message}`;
-  return `unexpected error: ${(err as Error).message}`;
-}
+export type { Verdict } from '../sources/descriptor.ts';
 
 /** Probes every enabled service and prints a verdict per service; true when all are fine. */
 export async function probeCoordination(config: Config): Promise<Verdict[]> {
@@ -106,7 +38,7 @@ export async function probeCoordination(config: Config): Promise<Verdict[]> {
     const { createKubernetesLeaseApi } = await import('../coordination/kubernetes.ts');
     api = await createKubernetesLeaseApi(c, { userAgent: USER_AGENT });
   } catch (err) {
-    return [{ service: 'kubernetes', ok: false, text: describe(err) }];
+    return [{ service: 'kubernetes', ok: false, text: describeProbeError(err) }];
   }
   const out: Verdict[] = [];
   for (const feed of feedsOf(config, c.lease_prefix)) {
@@ -207,10 +139,9 @@ export async function checkOnline(config: Config, out: NodeJS.WritableStream): P
   const results: Array<{ input: string } & Verdict> = [];
   if (config.output.type === 'forward') results.push({ input: 'output', ...(await probeOutput(config.output)) });
   for (const v of await probeCoordination(config)) results.push({ input: 'coordination', ...v });
-  const tap = config.inputs.proofpoint_tap;
-  const pod = config.inputs.proofpoint_on_demand;
-  if (tap?.enabled) for (const v of await probeTap(tap)) results.push({ input: 'proofpoint_tap', ...v });
-  if (pod?.enabled) for (const v of await probePod(pod)) results.push({ input: 'proofpoint_on_demand', ...v });
+  for (const { descriptor, cfg } of enabledInputs(config.inputs)) {
+    for (const v of await descriptor.probe(cfg, Date.now())) results.push({ input: descriptor.type, ...v });
+  }
   for (const r of results) out.write(scrub(`${r.ok ? 'OK  ' : 'FAIL'} ${r.input}/${r.service}: ${r.text}\n`));
   return results.every((r) => r.ok);
 }

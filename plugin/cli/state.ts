@@ -5,8 +5,7 @@ import type { Argv } from 'yargs';
 import { loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
-import { enabledServices } from '../sources/tap/config.ts';
-import { enabledPodServices } from '../sources/pod/config.ts';
+import { configuredInputs as inputsOfConfig, sourceDescriptors } from '../sources/registry.ts';
 import { StateStore, splitScope } from '../state/store.ts';
 import { stateReport, type StateFilter, type StateReport } from '../state/report.ts';
 import { repairState, type RepairReport } from '../state/repair.ts';
@@ -30,7 +29,7 @@ export function builder(y: Argv) {
       describe:
         'show: print the state (through the running sidecar\'s globals.http endpoint while it runs); reset: delete it (asks first); repair: recover damaged state (LevelDB repair) and report what was lost',
     })
-    .option('input', { type: 'string', describe: 'Only this input (its id, or proofpoint_tap / proofpoint_on_demand)' })
+    .option('input', { type: 'string', describe: `Only this input (its id, or ${sourceDescriptors().map((d) => d.type).join(' / ')})` })
     .option('service', { type: 'string', describe: 'Only this service (needs --input)' })
     .option('yes', { alias: 'y', type: 'boolean', describe: 'reset: do not ask for confirmation' })
     .check((a) => {
@@ -42,12 +41,7 @@ export function builder(y: Argv) {
 
 /** The inputs of the config with their enabled services. */
 function configuredInputs(config: Config): Array<{ id: string; type: string; services: string[] }> {
-  const out: Array<{ id: string; type: string; services: string[] }> = [];
-  const tap = config.inputs.proofpoint_tap;
-  if (tap) out.push({ id: tap.id, type: 'proofpoint_tap', services: enabledServices(tap) });
-  const pod = config.inputs.proofpoint_on_demand;
-  if (pod) out.push({ id: pod.id, type: 'proofpoint_on_demand', services: enabledPodServices(pod) });
-  return out;
+  return inputsOfConfig(config.inputs).map(({ descriptor, cfg }) => ({ id: cfg.id, type: descriptor.type, services: descriptor.services(cfg) }));
 }
 
 /**
@@ -96,7 +90,8 @@ export async function handler(args: StateArgs): Promise<number> {
   try {
     const filter = resolveFilter(args, config, await store.listScopes());
     if (args.action === 'show') {
-      print(await stateReport(store, filter, { now: Date.now() }));
+      const types = new Map(configuredInputs(config).map((i) => [i.id, i.type]));
+      print(await stateReport(store, filter, { now: Date.now(), typeOf: (input) => types.get(input) }));
       return 0;
     }
     const scopes = (await store.listScopes()).filter((s) => {

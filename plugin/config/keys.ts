@@ -96,6 +96,6 @@ export function schemaKeys(): KeyInfo[] {
       walk(v, [...at, k]);
     }
   };
-  walk(configSchema, []);
+  walk(configSchema(), []);
   return [...out.values()].sort((a, b) => a.path.localeCompare(b.path));
 }

@@ -1,7 +1,7 @@
 /**
  * Loads the configuration file (YAML or JSON): `${VAR}` from the environment, `<key>_file` secrets,
- * the schema with its defaults, and errors that name the key, its path and what is allowed
- * (design.md §6). Every problem is collected so an operator fixes them in one pass; all of them
+ * renamed keys under their old names, the schema with its defaults, and errors that name the key,
+ * its path and what is allowed. Every problem is collected so an operator fixes them in one pass; all of them
  * are a ConfigError (exit code 2). Credentials are registered for scrubbing as soon as they are
  * read, and never quoted in an error.
  */
@@ -12,8 +12,9 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { registerCredentialPair, registerSecret } from '../telemetry/secrets.ts';
 import { optionsOf, shapeOf, unwrap } from './keys.ts';
-import { configSchema, type Config } from './schema.ts';
-import { startTimestamp } from './types.ts';
+import { RENAMED_KEYS, configSchema, type Config } from './schema.ts';
+import { startTimestamp, type RenamedKey } from './types.ts';
+import { sourceDescriptors } from '../sources/registry.ts';
 import { formatUtc, parseTimestampMs } from '../util/time.ts';
 
 /**
@@ -43,6 +44,8 @@ export interface LoadedConfig {
   file?: string;
   /** Non-fatal remarks: ignored Devo sections. */
   notices: string[];
+  /** Keys given under a former name (full paths): `check` prints and `run` logs a warning for each. */
+  renamed: Array<{ from: string; to: string }>;
 }
 
 export interface LoadOptions {
@@ -100,6 +103,7 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
 
   const substituted = substituteEnv(raw, env, [], problems) as Record<string, unknown>;
   liftCloudFormInputs(substituted, notices, problems);
+  const renamed = applyRenamedKeys(substituted, problems);
   readSecretFiles(substituted, baseDir, problems);
   registerSecrets(substituted);
 
@@ -108,24 +112,24 @@ export function loadConfigObject(raw: unknown, opts: LoadOptions = {}): LoadedCo
   if (problems.length > 0) throw new ConfigError(problems);
 
   coerceScalars(substituted);
-  const parsed = configSchema.safeParse(substituted);
+  const parsed = configSchema().safeParse(substituted);
   // Every problem in one round: the schema's, a start time in the future, and no input at all.
   const errors = parsed.success ? [] : formatIssues(parsed.error.issues, substituted);
   errors.push(...futureStartTimes(substituted, opts.now ?? Date.now()));
   const missing = missingInput(substituted);
   if (missing) errors.push(missing);
   if (errors.length > 0 || !parsed.success) throw new ConfigError([...new Set(errors)]);
-  const config = parsed.data;
+  const config = parsed.data as Config;
   for (const { at } of ignored) deletePath(config, at);
-  return { config, notices };
+  return { config, notices, renamed };
 }
 
-/** Input names the Devo collector server's JSON form puts at the top level, beside global_overrides. */
-const INPUT_NAMES = ['proofpoint_tap', 'proofpoint_on_demand'] as const;
-
-/** `{ "proofpoint_tap": {...} }` (the Devo collector server's JSON form) is read as `inputs.proofpoint_tap`. */
+/**
+ * `{ "proofpoint_tap": {...} }` (the Devo collector server's JSON form puts an input at the top
+ * level, beside global_overrides) is read as `inputs.proofpoint_tap`; so for every input type.
+ */
 function liftCloudFormInputs(cfg: Record<string, unknown>, notices: string[], problems: string[]): void {
-  for (const name of INPUT_NAMES) {
+  for (const { type: name } of sourceDescriptors()) {
     if (!(name in cfg)) continue;
     const inputs = isPlainObject(cfg.inputs) ? cfg.inputs : {};
     if (inputs[name] !== undefined) {
@@ -136,6 +140,50 @@ function liftCloudFormInputs(cfg: Record<string, unknown>, notices: string[], pr
     delete cfg[name];
     notices.push(`${name} at the top level (the Devo collector server's JSON form) is read as inputs.${name}`);
   }
+}
+
+/** Every renamed key, with its full path pattern: the sidecar's sections', then each input type's. */
+function renamedKeys(): RenamedKey[] {
+  const inputs = sourceDescriptors().flatMap((d) => (d.renamedKeys ?? []).map((k) => ({ ...k, at: ['inputs', d.type, ...k.at] })));
+  return [...RENAMED_KEYS, ...inputs];
+}
+
+/**
+ * Moves values given under a former key name to the current one (numbers, or numbers written as
+ * strings, divided into the new unit) and reports each; both names in one section is a problem
+ * naming both. Changes the object in place.
+ */
+function applyRenamedKeys(cfg: Record<string, unknown>, problems: string[]): Array<{ from: string; to: string }> {
+  const out: Array<{ from: string; to: string }> = [];
+  for (const k of renamedKeys()) {
+    for (const at of expandPath(cfg, k.at)) {
+      const section = getPath(cfg, at);
+      if (!isPlainObject(section) || !(k.from in section)) continue;
+      const from = fmtPath([...at, k.from]);
+      const to = fmtPath([...at, k.to]);
+      if (k.to in section) {
+        problems.push(`${from}: given together with its new name ${to}; keep ${to} only`);
+        continue;
+      }
+      const value = section[k.from];
+      const text = typeof value === 'string' ? value.trim() : undefined;
+      const number = typeof value === 'number' ? value : text !== undefined && /^[+-]?\d+(\.\d+)?$/.test(text) ? Number(text) : undefined;
+      section[k.to] = number === undefined ? value : number / k.divideBy;
+      delete section[k.from];
+      out.push({ from, to });
+    }
+  }
+  return out;
+}
+
+/** The concrete paths a pattern (`*`: any key) matches in `cfg`, existing objects only. */
+function expandPath(cfg: Record<string, unknown>, pattern: readonly string[], prefix: string[] = []): string[][] {
+  if (pattern.length === prefix.length) return [prefix];
+  const here = getPath(cfg, prefix);
+  if (!isPlainObject(here)) return [];
+  const head = pattern[prefix.length]!;
+  const names = head === '*' ? Object.keys(here) : [head];
+  return names.filter((n) => n in here).flatMap((n) => expandPath(cfg, pattern, [...prefix, n]));
 }
 
 /** The Devo-only keys present, with their concrete paths. */
@@ -167,7 +215,7 @@ function deletePath(obj: unknown, at: readonly string[]): void {
  */
 function coerceScalars(cfg: Record<string, unknown>): void {
   for (let round = 0; round < 8; round++) {
-    const parsed = configSchema.safeParse(cfg);
+    const parsed = configSchema().safeParse(cfg);
     if (parsed.success) return;
     let changed = false;
     for (const issue of parsed.error.issues) {
@@ -193,11 +241,8 @@ function coerceScalars(cfg: Record<string, unknown>): void {
 /** Start times after `now` (error 101), found on the raw values so they come with every other problem. */
 function futureStartTimes(cfg: Record<string, unknown>, now: number): string[] {
   const out: string[] = [];
-  const keys: Array<[string, string]> = [
-    ['proofpoint_tap', 'start_time_in_utc'],
-    ['proofpoint_on_demand', 'start_time'],
-  ];
-  for (const [input, key] of keys) {
+  for (const { type: input, startTimeKey: key } of sourceDescriptors()) {
+    if (key === undefined) continue;
     const enabled = getPath(cfg, ['inputs', input, 'enabled']);
     if (enabled === false) continue;
     const services = getPath(cfg, ['inputs', input, 'services']);
@@ -219,10 +264,9 @@ function futureStartTimes(cfg: Record<string, unknown>, now: number): string[] {
 function missingInput(cfg: Record<string, unknown>): string | undefined {
   const inputs = isPlainObject(cfg.inputs) ? Object.entries(cfg.inputs).filter(([, i]) => i !== undefined && i !== null) : [];
   if (inputs.length === 0) {
-    return (
-      'inputs: no input is configured, so there is nothing to collect: add inputs.proofpoint_tap (id, credentials.username, ' +
-      'credentials.password, services) and/or inputs.proofpoint_on_demand (id, credentials.cluster_id, credentials.api_key, services)'
-    );
+    const each = sourceDescriptors().map((d) => `inputs.${d.type} (${d.requiredKeys})`);
+    const choice = each.length > 1 ? `${each.slice(0, -1).join(', ')} and/or ${each[each.length - 1]}` : (each[0] ?? 'an input');
+    return `inputs: no input is configured, so there is nothing to collect: add ${choice}`;
   }
   const enabled = inputs.filter(([, i]) => !isPlainObject(i) || (i.enabled !== false && i.enabled !== 'false'));
   if (enabled.length === 0) {
@@ -409,7 +453,7 @@ function describe(issue: z.core.$ZodIssue): string {
  * (output), the option named by the value's `type` decides.
  */
 function allowedKeysAt(at: readonly string[], raw: unknown): string[] {
-  let node: unknown = configSchema;
+  let node: unknown = configSchema();
   for (let i = 0; i <= at.length; i++) {
     node = unwrap(node);
     const options = optionsOf(node);

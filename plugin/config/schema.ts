@@ -1,12 +1,11 @@
 /**
- * The sidecar's configuration, declared once with its defaults (design.md §6). Every object is
+ * The sidecar's configuration, declared once with its defaults. Every object is
  * strict: an unknown key is an error naming it, its path and the nearest valid key (load.ts).
- * Each source owns its section's schema (sources/<name>/config.ts).
+ * Each input type owns its section's schema (its descriptor, listed in sources/registry.ts).
  */
 import { z } from 'zod';
-import { positiveInt, secret } from './types.ts';
-import { tapInputSchema } from '../sources/tap/config.ts';
-import { podInputSchema } from '../sources/pod/config.ts';
+import { positiveInt, positiveSecs, secret, type RenamedKey } from './types.ts';
+import { inputsShape, registryGeneration, type BuiltInInputs } from '../sources/registry.ts';
 
 /** Fluent Bit closes the connection on a frame over buffer_max_size (6,144,000 bytes by default). */
 export const FLUENT_BIT_BUFFER_MAX_SIZE = 6_144_000;
@@ -16,11 +15,10 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/, 'must be "host:port", e.g. "127.0.0.1:2021"');
 
 /**
- * One puller per feed across replicas (issue 6): each feed (the TAP input; each PoD service) is
- * pulled only by the replica holding its coordination.k8s.io/v1 Lease. Timings follow client-go's
- * leader election: a holder that has not renewed within renew_deadline_seconds stops pulling, and a
- * peer takes a Lease over only after lease_duration_seconds without a renewal, so two replicas
- * never pull one feed at once.
+ * One puller per feed across replicas: each feed (coordination/feeds.ts) is pulled only by the
+ * replica holding its coordination.k8s.io/v1 Lease. Timings follow client-go's leader election: a
+ * holder that has not renewed within renew_deadline_secs stops pulling, and a peer takes a Lease
+ * over only after lease_duration_secs without a renewal, so two replicas never pull one feed at once.
  */
 export const coordinationSchema = z
   .strictObject({
@@ -38,11 +36,11 @@ export const coordinationSchema = z
       .max(120)
       .default('proofpoint-sidecar'),
     /** How long a Lease stays valid after its last renewal (the Lease's leaseDurationSeconds). */
-    lease_duration_seconds: positiveInt.default(15),
+    lease_duration_secs: positiveSecs.default(15),
     /** A holder that cannot renew within this time stops pulling the feed. */
-    renew_deadline_seconds: z.number().positive().default(10),
+    renew_deadline_secs: positiveSecs.default(10),
     /** How often Leases are renewed and free ones looked at. */
-    retry_period_seconds: z.number().positive().default(2),
+    retry_period_secs: positiveSecs.default(2),
     /** A kubeconfig file; the in-cluster service account when omitted. */
     kubeconfig: z.string().min(1).optional(),
     /**
@@ -51,13 +49,13 @@ export const coordinationSchema = z
      */
     carry_dedup_keys: z.number().int().min(0).max(16_384).default(8_192),
   })
-  .refine((c) => c.renew_deadline_seconds < c.lease_duration_seconds, {
-    message: 'must be less than lease_duration_seconds, so a holder stops pulling before its Lease can expire',
-    path: ['renew_deadline_seconds'],
+  .refine((c) => c.renew_deadline_secs < c.lease_duration_secs, {
+    message: 'must be less than lease_duration_secs, so a holder stops pulling before its Lease can expire',
+    path: ['renew_deadline_secs'],
   })
-  .refine((c) => c.retry_period_seconds * 2 <= c.renew_deadline_seconds, {
-    message: 'must be at most half of renew_deadline_seconds, so a renewal is tried at least twice before the deadline',
-    path: ['retry_period_seconds'],
+  .refine((c) => c.retry_period_secs * 2 <= c.renew_deadline_secs, {
+    message: 'must be at most half of renew_deadline_secs, so a renewal is tried at least twice before the deadline',
+    path: ['retry_period_secs'],
   });
 
 export const globalsSchema = z.strictObject({
@@ -113,8 +111,9 @@ export const forwardOutputSchema = z
     connect_timeout_secs: positiveInt.default(10),
     /** A chunk not acknowledged within this time makes the client reconnect and resend. */
     ack_timeout_secs: positiveInt.default(30),
-    reconnect_initial_ms: positiveInt.default(500),
-    reconnect_max_ms: positiveInt.default(30_000),
+    /** First reconnect delay; doubles per failure, with jitter, up to reconnect_max_secs. */
+    reconnect_initial_secs: positiveSecs.default(0.5),
+    reconnect_max_secs: positiveSecs.default(30),
     /** A chunk is closed when it reaches this size (soft target). */
     chunk_bytes: positiveInt.default(1_048_576),
     /** Hard limit on one frame; a single record that cannot fit goes to the dead-letter file. */
@@ -147,22 +146,38 @@ export const stdoutOutputSchema = z.strictObject({
 
 export const outputSchema = z.discriminatedUnion('type', [forwardOutputSchema, stdoutOutputSchema]);
 
-export const configSchema = z.strictObject({
-  globals: globalsSchema.prefault({}),
-  output: outputSchema.prefault({ type: 'forward' }),
-  inputs: z
-    .strictObject({
-      proofpoint_tap: tapInputSchema.optional(),
-      proofpoint_on_demand: podInputSchema.optional(),
-    })
-    .prefault({}),
-  /** Devo-only: accepted and ignored (the output is Fluent Bit). */
-  outputs: z.unknown().optional(),
-  /** Devo collector server's JSON form: accepted and ignored (globals holds the settings). */
-  global_overrides: z.unknown().optional(),
-});
+function buildConfigSchema() {
+  return z.strictObject({
+    globals: globalsSchema.prefault({}),
+    output: outputSchema.prefault({ type: 'forward' }),
+    inputs: z.strictObject(inputsShape()).prefault({}),
+    /** Devo-only: accepted and ignored (the output is Fluent Bit). */
+    outputs: z.unknown().optional(),
+    /** Devo collector server's JSON form: accepted and ignored (globals holds the settings). */
+    global_overrides: z.unknown().optional(),
+  });
+}
 
-export type Config = z.infer<typeof configSchema>;
+let built: { generation: number; schema: ReturnType<typeof buildConfigSchema> } | undefined;
+
+/** The schema of the whole file, with an `inputs.<type>` section for every registered input type. */
+export function configSchema(): ReturnType<typeof buildConfigSchema> {
+  if (built?.generation !== registryGeneration()) built = { generation: registryGeneration(), schema: buildConfigSchema() };
+  return built.schema;
+}
+
+/** Keys of the sections above that were renamed; each input type lists its own (its descriptor). */
+export const RENAMED_KEYS: readonly RenamedKey[] = [
+  { at: ['output'], from: 'reconnect_initial_ms', to: 'reconnect_initial_secs', divideBy: 1000 },
+  { at: ['output'], from: 'reconnect_max_ms', to: 'reconnect_max_secs', divideBy: 1000 },
+  { at: ['globals', 'coordination'], from: 'lease_duration_seconds', to: 'lease_duration_secs', divideBy: 1 },
+  { at: ['globals', 'coordination'], from: 'renew_deadline_seconds', to: 'renew_deadline_secs', divideBy: 1 },
+  { at: ['globals', 'coordination'], from: 'retry_period_seconds', to: 'retry_period_secs', divideBy: 1 },
+];
+
+export type Config = Omit<z.infer<ReturnType<typeof buildConfigSchema>>, 'inputs'> & {
+  inputs: BuiltInInputs & Record<string, unknown>;
+};
 export type ForwardOutputConfig = z.infer<typeof forwardOutputSchema>;
 export type StdoutOutputConfig = z.infer<typeof stdoutOutputSchema>;
 export type OutputConfig = z.infer<typeof outputSchema>;

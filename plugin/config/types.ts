@@ -46,6 +46,21 @@ export const inputId = z
 
 export const positiveInt = z.number().int().positive();
 
+/** A duration in seconds; fractions allowed (`0.5`). Every duration key is named `<what>_secs`. */
+export const positiveSecs = z.number().positive();
+
+/**
+ * A key that was renamed: the loader still accepts the old name (`at` is the section's path, `*`
+ * any name), moves its value to the new one divided by `divideBy` (ms to s: 1000), and `check`
+ * and `run` warn with both names. Both names at once is a config error naming both.
+ */
+export interface RenamedKey {
+  at: readonly string[];
+  from: string;
+  to: string;
+  divideBy: number;
+}
+
 /** A secret given inline (after ${VAR} substitution) or read from `<key>_file` by the loader. */
 export const secret = z.string().min(1, 'must not be empty');
 

@@ -235,7 +235,7 @@ export class Coordinator {
     } catch (err) {
       this.#log.warn(
         { feed: s.feed.id, lease: s.feed.lease, err: (err as Error).message },
-        `Could not release the Lease; a peer takes the feed over after lease_duration_seconds (${this.#o.timing.leaseDurationMs / 1000} s).`,
+        `Could not release the Lease; a peer takes the feed over after lease_duration_secs (${this.#o.timing.leaseDurationMs / 1000} s).`,
       );
     }
   }
@@ -568,7 +568,7 @@ export class Coordinator {
     const left = h.renewedSentAt + this.#o.timing.renewDeadlineMs - this.#o.clock.now();
     h.cancelDeadline = this.#o.clock.setTimer(left, () => {
       if (s.held === h) {
-        this.#lose(s, `not renewed within renew_deadline_seconds (${this.#o.timing.renewDeadlineMs / 1000} s)`);
+        this.#lose(s, `not renewed within renew_deadline_secs (${this.#o.timing.renewDeadlineMs / 1000} s)`);
       }
     });
   }

@@ -1,15 +1,12 @@
 /**
- * Feeds: what one process at a time must pull (issue 6). The TAP input is one feed (one
- * credential, one request budget, one `/all` walk); each PoD service is one (one session per token
- * and type). A feed's id is `<input id>/<service>` (TAP: `<input id>/all`) and its Lease is
- * `<lease_prefix>-<input id>-<service>`, lowercased, other characters turned into `-`.
+ * Feeds: what one process at a time must pull. Each input's descriptor says how it divides into
+ * feeds (sources/tap/index.ts: the whole input; sources/pod/index.ts: one per service). A feed's
+ * id is `<input id>/<feed name>` and its Lease is `<lease_prefix>-<input id>-<feed name>`,
+ * lowercased, other characters turned into `-`.
  */
 import type { Config } from '../config/schema.ts';
 import type { InputType, ServiceSpec, Source } from '../sources/source.ts';
-import { enabledServices, tapStartTimes } from '../sources/tap/config.ts';
-import { podStartTimes, POD_SERVICES } from '../sources/pod/config.ts';
-import { assertStartTimes } from '../sources/start-time.ts';
-import { DAY_MS, TAP_POOLS } from '../sources/tap/budget.ts';
+import { enabledInputs } from '../sources/registry.ts';
 import { ErrorCode, SidecarError } from '../errors.ts';
 
 export interface Feed {
@@ -52,57 +49,28 @@ function ttlsOf(services: readonly Pick<ServiceSpec, 'name' | 'dedupMaxAgeMs'>[]
   return Object.fromEntries(services.map((s) => [s.name, s.dedupMaxAgeMs]));
 }
 
-const tapModule = () => import('../sources/tap/index.ts');
-const podModule = () => import('../sources/pod/index.ts');
-
 /**
  * The feeds of the enabled inputs, from the configuration alone (the services each source will
- * yield, as TapSource and PodSource name them): no source module is loaded until a feed is
- * acquired. Throws StartTimeError (101) for a start time in the future, as
- * creating the sources would.
+ * yield, as its descriptor names them): no source module is loaded until a feed is acquired.
+ * Throws what creating the sources would throw for the config (e.g. StartTimeError,
+ * 101, for a start time in the future).
  */
-export function feedsOf(config: Config, leasePrefix: string): Feed[] {
+export function feedsOf(config: Config, leasePrefix: string, now: number = Date.now()): Feed[] {
   const feeds: Feed[] = [];
-  const { proofpoint_tap: tap, proofpoint_on_demand: pod } = config.inputs;
-  if (tap?.enabled) {
-    assertStartTimes(tapStartTimes(tap), Date.now());
-    const services = enabledServices(tap).map((name) => ({
-      name,
-      dedupMaxAgeMs: tap.dedup_window_secs * 1000,
-      startTime: tap.services[name]?.start_time_in_utc ?? undefined,
-    }));
-    feeds.push({
-      id: `${tap.id}/all`,
-      lease: leaseName(leasePrefix, tap.id, 'all'),
-      type: 'proofpoint_tap',
-      input: tap.id,
-      services: services.map((s) => s.name),
-      requestPools: TAP_POOLS,
-      requestWindowMs: DAY_MS,
-      startTimes: startTimesOf(services),
-      dedupTtlMs: ttlsOf(services),
-      compareCursors: async (a, b) => (await tapModule()).compareTapCursors(a, b),
-      create: async () => (await tapModule()).createTapSource(tap) as Source,
-    });
-  }
-  if (pod?.enabled) {
-    assertStartTimes(podStartTimes(pod), Date.now());
-    for (const svc of POD_SERVICES.filter((s) => pod.services[s] !== undefined)) {
-      const only = { ...pod, services: { [svc]: pod.services[svc] } };
-      const spec = pod.services[svc]!;
-      const services = [{ name: svc, dedupMaxAgeMs: spec.dedup_window_secs * 1000, startTime: spec.start_time }];
+  for (const { descriptor, cfg } of enabledInputs(config.inputs)) {
+    for (const spec of descriptor.feeds(cfg, now)) {
       feeds.push({
-        id: `${pod.id}/${svc}`,
-        lease: leaseName(leasePrefix, pod.id, svc),
-        type: 'proofpoint_on_demand',
-        input: pod.id,
-        services: [svc],
-        requestPools: [],
-        requestWindowMs: 0,
-        startTimes: startTimesOf(services),
-        dedupTtlMs: ttlsOf(services),
-        compareCursors: async (a, b) => (await podModule()).comparePodCursors(a, b),
-        create: async () => (await podModule()).createPodSource(only) as Source,
+        id: `${cfg.id}/${spec.name}`,
+        lease: leaseName(leasePrefix, cfg.id, spec.name),
+        type: descriptor.type,
+        input: cfg.id,
+        services: spec.services.map((s) => s.name),
+        requestPools: spec.requestPools,
+        requestWindowMs: spec.requestWindowMs,
+        startTimes: startTimesOf(spec.services),
+        dedupTtlMs: ttlsOf(spec.services),
+        compareCursors: (a, b) => descriptor.compareCursors(a, b),
+        create: () => spec.create(),
       });
     }
   }

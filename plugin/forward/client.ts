@@ -162,8 +162,8 @@ export class ForwardClient {
     this.#log = opts.logger ?? silentLogger();
     this.#events = opts.events ?? {};
     this.#backoff = new Backoff({
-      minMs: cfg.reconnect_initial_ms,
-      maxMs: Math.max(cfg.reconnect_initial_ms, cfg.reconnect_max_ms),
+      minMs: cfg.reconnect_initial_secs * 1000,
+      maxMs: Math.max(cfg.reconnect_initial_secs, cfg.reconnect_max_secs) * 1000,
       ...(opts.random ? { random: opts.random } : {}),
     });
     this.#creds =

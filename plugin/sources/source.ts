@@ -1,5 +1,5 @@
 /**
- * The contract between a source and the pipeline (design.md §4, aesthetics.md §3 and §8.2).
+ * The contract between a source and the pipeline.
  *
  * A source reads its vendor feed and yields batches of events, each with the cursor the batch
  * advances to. It never writes cursors or de-dup keys: the pipeline persists a batch's cursor and
@@ -18,9 +18,10 @@ import type { Logger } from 'pino';
 import type { Clock } from '../util/clock.ts';
 import type { EventTime } from '../util/time.ts';
 
-export type InputType = 'proofpoint_tap' | 'proofpoint_on_demand';
+/** An input type id: the key of its section under `inputs` (sources/registry.ts lists them). */
+export type InputType = string;
 
-/** One vendor event, ready to become a forward record (design.md §3). */
+/** One vendor event, ready to become a forward record (pipeline/pipeline.ts encodes it). */
 export interface SourceEvent {
   /**
    * Identity for de-duplication, unique within (input, service) for the de-dup window.

@@ -6,6 +6,8 @@
 import { formatUtc, parseTimestampMs } from '../util/time.ts';
 import { splitScope, type StateStore } from './store.ts';
 import { formatDuration, type BackfillSnapshot } from '../telemetry/progress.ts';
+import { descriptorOf, sourceDescriptors } from '../sources/registry.ts';
+import type { SourceStateView, StoredPosition } from '../sources/descriptor.ts';
 
 export interface StateFilter {
   input?: string;
@@ -24,52 +26,45 @@ export interface BackfillView {
   from: 'running sidecar' | 'stored cursor';
 }
 
-/** Numbers under these keys of a cursor are wall-clock or event times in ms. */
-const MS_KEYS = new Set(['liveAt', 'archivedUntil', 'from', 'until', 'at', 'started_at']);
-/** Parts of a PoD cursor that only repeat `ts` in another form. */
-const DROPPED_KEYS = new Set(['sec', 'nsec']);
-
-/** The cursor with its epoch-ms times as UTC ISO strings. */
-export function readableCursor(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(readableCursor);
-  if (value === null || typeof value !== 'object') return value;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    if (DROPPED_KEYS.has(k)) continue;
-    out[k] = MS_KEYS.has(k) && typeof v === 'number' && Number.isFinite(v) ? formatUtc(v) : readableCursor(v);
-  }
-  return out;
+/**
+ * How a cursor is read: by its input type's view when the type is known, else (an input no longer
+ * in the config) by every registered view, as a cursor's own keys say what it is.
+ */
+function viewsFor(type: string | undefined): readonly SourceStateView[] {
+  const d = type === undefined ? undefined : descriptorOf(type);
+  return d ? [d.state] : sourceDescriptors().map((x) => x.state);
 }
 
-/**
- * Where a stored cursor stands when nothing live is known: TAP `collected_to`; PoD the owed
- * replay's position (what remains runs to its end) or the highest `ts`.
- */
-export function storedBackfill(cursor: unknown, now: number): BackfillView | undefined {
+/** The cursor with its epoch-ms times as UTC ISO strings (the keys its input type names). */
+export function readableCursor(value: unknown, views: readonly SourceStateView[] = viewsFor(undefined)): unknown {
+  const ms = new Set(views.flatMap((v) => v.msKeys));
+  const dropped = new Set(views.flatMap((v) => v.droppedKeys ?? []));
+  const walk = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(walk);
+    if (v === null || typeof v !== 'object') return v;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (dropped.has(k)) continue;
+      out[k] = ms.has(k) && typeof x === 'number' && Number.isFinite(x) ? formatUtc(x) : walk(x);
+    }
+    return out;
+  };
+  return walk(value);
+}
+
+/** Where a stored cursor stands when nothing live is known, as its input type's view reads it. */
+export function storedBackfill(cursor: unknown, now: number, views: readonly SourceStateView[] = viewsFor(undefined)): BackfillView | undefined {
   if (cursor === null || typeof cursor !== 'object') return undefined;
-  const c = cursor as Record<string, unknown>;
-  let position: number | undefined;
-  let target = now;
-  let active: boolean;
-  const owed = c['owed'] as { from?: unknown; until?: unknown } | undefined;
-  if (owed && typeof owed.from === 'number' && typeof owed.until === 'number') {
-    position = owed.from;
-    target = owed.until;
-    active = true;
-  } else {
-    const t = typeof c['collected_to'] === 'string' ? c['collected_to'] : typeof c['ts'] === 'string' ? c['ts'] : undefined;
-    position = t === undefined ? undefined : parseTimestampMs(t);
-    // The TAP API is queried a few minutes behind now: up to an hour behind counts as live.
-    active = position !== undefined && typeof c['collected_to'] === 'string' && now - position > 3600_000;
-  }
-  if (position === undefined) return undefined;
-  const remaining = active ? Math.max(0, target - position) : 0;
+  let at: StoredPosition | undefined;
+  for (const v of views) if ((at = v.position(cursor, now))) break;
+  if (!at) return undefined;
+  const remaining = at.active ? Math.max(0, at.targetMs - at.positionMs) : 0;
   return {
-    active,
-    position: formatUtc(position),
+    active: at.active,
+    position: formatUtc(at.positionMs),
     remaining_secs: Math.round(remaining / 1000),
     remaining: formatDuration(remaining),
-    eta_secs: active ? null : 0,
+    eta_secs: at.active ? null : 0,
     live_at: null,
     from: 'stored cursor',
   };
@@ -93,6 +88,8 @@ export interface StateReportOptions {
   progress?: (input: string, service: string) => BackfillSnapshot | undefined;
   /** How the previous shutdown is described (the running sidecar says `running`). */
   shutdown?: string;
+  /** The input type of an input id, when the caller knows it (from the config or the running sources). */
+  typeOf?: (input: string) => string | undefined;
 }
 
 export async function stateReport(store: StateStore, filter: StateFilter, o: StateReportOptions) {
@@ -109,13 +106,14 @@ export async function stateReport(store: StateStore, filter: StateFilter, o: Sta
         const [input, service] = splitScope(scope);
         const c = cursors.get(scope);
         const live = o.progress?.(input, service);
+        const views = viewsFor(o.typeOf?.(input));
         return {
           input,
           service,
-          cursor: c ? readableCursor(c.cursor) : null,
+          cursor: c ? readableCursor(c.cursor, views) : null,
           committed_at: c && c.committed_at ? formatUtc(c.committed_at) : null,
           dedup_keys: await store.seen.load(scope),
-          backfill: live ? liveBackfill(live, o.now) : (storedBackfill(c?.cursor, o.now) ?? null),
+          backfill: live ? liveBackfill(live, o.now) : (storedBackfill(c?.cursor, o.now, views) ?? null),
         };
       }),
     ),

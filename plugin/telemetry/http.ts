@@ -15,7 +15,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { SOURCE_METRICS, type SourceMetricName } from './source-metrics.ts';
+import { sourceMetricDecls } from './source-metrics.ts';
+import { descriptorOf } from '../sources/registry.ts';
 import type { Sink } from '../output/sink.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
 import type { StateStore } from '../state/store.ts';
@@ -59,24 +60,6 @@ export function readiness(d: HttpDeps): Readiness {
   return { ready: reasons.length === 0, reasons, notes };
 }
 
-/**
- * The event time a cursor stands for, in ms, when it has one: TAP `collected_to` (every window
- * before it was queried), POD `ts` (the highest event time acknowledged).
- */
-function cursorTime(cursor: unknown): number | undefined {
-  if (cursor === null || cursor === undefined) return undefined;
-  if (typeof cursor === 'number') return cursor;
-  if (typeof cursor === 'string') return parseTimestampMs(cursor);
-  if (typeof cursor === 'object') {
-    for (const k of ['collected_to', 'ts']) {
-      const v = (cursor as Record<string, unknown>)[k];
-      const t = cursorTime(v);
-      if (t !== undefined) return t;
-    }
-  }
-  return undefined;
-}
-
 type Row = { labels: Record<string, string>; value: number };
 
 /**
@@ -109,8 +92,9 @@ function scraped(registry: Registry, type: 'counter' | 'gauge', name: string, he
  * configured start time, or the sidecar's start when none is configured (so a first start with
  * the output down shows a lag that grows, and an alert on it fires).
  */
-export function lagFrom(c: { cursor?: unknown; startTime?: string }, startedAt: number): number {
-  return cursorTime(c.cursor) ?? (c.startTime !== undefined ? parseTimestampMs(c.startTime) : undefined) ?? startedAt;
+export function lagFrom(c: { source: string; cursor?: unknown; startTime?: string }, startedAt: number): number {
+  const committed = c.cursor === undefined || c.cursor === null ? undefined : descriptorOf(c.source)?.cursorTime(c.cursor);
+  return committed ?? (c.startTime !== undefined ? parseTimestampMs(c.startTime) : undefined) ?? startedAt;
 }
 
 /** The backfill figures a running source reports (telemetry/progress.ts), per input and service. */
@@ -170,8 +154,8 @@ export function createMetrics(d: HttpDeps): Registry {
   sinkSeries('gauge', 'proofpoint_sidecar_output_ack_latency_seconds', 'Latency of the last acknowledgement (0 before the first)', (s) =>
     s.lastAckLatencyMs === undefined ? 0 : s.lastAckLatencyMs / 1000,
   );
-  for (const [name, m] of Object.entries(SOURCE_METRICS) as Array<[SourceMetricName, (typeof SOURCE_METRICS)[SourceMetricName]]>) {
-    scraped(registry, m.type, `proofpoint_sidecar_${name}`, m.help, ['input_id', ...m.labels], () => d.pipeline.sourceMetrics.withZeros(name, d.pipeline.counters()));
+  for (const m of sourceMetricDecls()) {
+    scraped(registry, m.type, `proofpoint_sidecar_${m.name}`, m.help, ['input_id', ...m.labels], () => d.pipeline.sourceMetrics.withZeros(m.name, d.pipeline.counters()));
   }
   if (d.coordinator) {
     const leases = () => d.coordinator!.status();
@@ -227,7 +211,9 @@ export async function startHttpServer(listen: string, d: HttpDeps): Promise<Http
       const q = new URL(req.url ?? '/', 'http://x').searchParams;
       const filter = { ...(q.get('input') ? { input: q.get('input')! } : {}), ...(q.get('service') ? { service: q.get('service')! } : {}) };
       const progress = backfillSnapshots(d.pipeline);
-      stateReport(d.store, filter, { now: d.clock.now(), shutdown: 'running', progress: (i, svc) => progress.get(`${i}::${svc}`) }).then(
+      const types = new Map(d.pipeline.counters().map((c) => [c.input, c.source]));
+      const typeOf = (input: string) => types.get(input);
+      stateReport(d.store, filter, { now: d.clock.now(), shutdown: 'running', progress: (i, svc) => progress.get(`${i}::${svc}`), typeOf }).then(
         (r) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r)),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`state failed: ${err.message}\n`),
       );

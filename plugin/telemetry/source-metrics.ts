@@ -1,54 +1,43 @@
 /**
  * Metrics that only a source can count (requests per TAP pool, POD reconnects and 409s). Sources
  * report through `ctx.metrics`; the values are kept here and exported at scrape time by
- * telemetry/http.ts. Every name is declared in SOURCE_METRICS: an undeclared name is a bug.
+ * telemetry/http.ts. Every name is declared, by the input's descriptor or below for the metrics
+ * every type reports: an undeclared name is a bug.
  */
 import type { SourceMetrics } from '../sources/source.ts';
+import type { SourceMetricDecl } from '../sources/descriptor.ts';
+import { registryGeneration, sourceDescriptors } from '../sources/registry.ts';
 
-const TAP = 'proofpoint_tap';
-const POD = 'proofpoint_on_demand';
-const POOLS = ['shared', 'clicksPermitted'];
-const REPLAY_REASONS = ['start_time', 'unclean_shutdown', 'outage', 'live_start', 'live_drop', 'probe'];
+/** Reported by every input type that collects the past (telemetry/progress.ts). */
+const COMMON_METRICS: Readonly<Record<string, SourceMetricDecl>> = {
+  backfill_active: { type: 'gauge', help: '1 while the service collects the past (TAP windows behind live, a PoD archive replay owed), 0 when live', labels: ['service'] },
+  backfill_position_timestamp_seconds: { type: 'gauge', help: 'Event time the service has collected up to (TAP: collected_to; PoD: the owed replay position, or where it went live)', labels: ['service'] },
+  backfill_remaining_seconds: { type: 'gauge', help: 'Event time still to collect before the service is live (0 when live)', labels: ['service'] },
+  backfill_eta_seconds: { type: 'gauge', help: 'Estimated wall-clock seconds until the service is live, from the observed rate (0 when live, -1 while unknown)', labels: ['service'] },
+};
 
-/**
- * `sources`: the input types that report it. `known`: every value a label other than `service`
- * takes; a counter whose labels are all known is exported at 0 from start for each input (and
- * service) of those types, so `rate()` and `absent()` work before the first increment. A label
- * without known values (e.g. a close code) makes series appear as they happen.
- */
-interface SourceMetricDecl {
-  type: 'counter' | 'gauge';
-  help: string;
-  labels: readonly string[];
-  sources: readonly string[];
-  known?: Readonly<Record<string, readonly string[]>>;
+/** A declared metric and the input types that report it (undefined: every type). */
+export interface DeclaredSourceMetric extends SourceMetricDecl {
+  name: string;
+  sources?: readonly string[];
 }
 
-export const SOURCE_METRICS = {
-  tap_requests_total: { type: 'counter', help: 'TAP API requests sent, per rate-limit pool', labels: ['pool'], sources: [TAP], known: { pool: POOLS } },
-  tap_requests_left: { type: 'gauge', help: "Requests left in the pool's rolling 24 h budget", labels: ['pool'], sources: [TAP] },
-  tap_throttled_total: { type: 'counter', help: 'TAP API answers 429 (budget spent on the server side)', labels: ['pool'], sources: [TAP], known: { pool: POOLS } },
-  tap_malformed_answers_total: { type: 'counter', help: 'TAP API answers 200 that are not the documented object of arrays (the window is retried)', labels: ['pool'], sources: [TAP], known: { pool: POOLS } },
-  pod_sessions_total: { type: 'counter', help: 'PoD sessions opened, per mode (live or archive)', labels: ['service', 'mode'], sources: [POD], known: { mode: ['live', 'archive'] } },
-  pod_reconnects_total: { type: 'counter', help: 'PoD sessions reopened after a drop or a failure', labels: ['service'], sources: [POD] },
-  pod_conflicts_total: { type: 'counter', help: 'PoD handshakes refused with 409 (another session holds the token)', labels: ['service'], sources: [POD] },
-  pod_empty_frames_total: { type: 'counter', help: 'PoD empty text frames received (signs of life, not events)', labels: ['service'], sources: [POD] },
-  pod_archive_windows_retried_total: { type: 'counter', help: 'PoD archive windows asked again because the session did not end with close 1000 or a reading silence', labels: ['service', 'end'], sources: [POD] },
-  pod_archive_windows_stuck: { type: 'gauge', help: 'Times the current PoD archive window was asked without completing (reported from 5 on)', labels: ['service'], sources: [POD] },
-  pod_archive_rejected_total: { type: 'counter', help: 'PoD archive handshakes refused with 400 (retried, never fatal)', labels: ['service'], sources: [POD] },
-  pod_archive_gaps_total: { type: 'counter', help: 'PoD archive hours the server refused as older than its 30 days (an explicit gap)', labels: ['service'], sources: [POD] },
-  pod_archive_gap_seconds_total: { type: 'counter', help: 'Seconds of PoD events the server refused as older than its 30 days', labels: ['service'], sources: [POD] },
-  pod_live_drop_replays_total: { type: 'counter', help: 'PoD archive replays owed because a live session ended without a normal close', labels: ['service'], sources: [POD] },
-  pod_archive_replay_active: { type: 'gauge', help: 'Whether a PoD archive replay is owed or under way (start_time, outage, unclean shutdown, live drop)', labels: ['service'], sources: [POD] },
-  pod_archive_replay_position_timestamp_seconds: { type: 'gauge', help: 'Where the owed PoD archive replay stands: the start of the next window it asks (0 when none is owed)', labels: ['service'], sources: [POD] },
-  pod_replay_duplicates_total: { type: 'counter', help: 'Events of PoD archive replays dropped as already delivered, per replay reason', labels: ['service', 'reason'], sources: [POD], known: { reason: REPLAY_REASONS } },
-  backfill_active: { type: 'gauge', help: '1 while the service collects the past (TAP windows behind live, a PoD archive replay owed), 0 when live', labels: ['service'], sources: [TAP, POD] },
-  backfill_position_timestamp_seconds: { type: 'gauge', help: 'Event time the service has collected up to (TAP: collected_to; PoD: the owed replay position, or where it went live)', labels: ['service'], sources: [TAP, POD] },
-  backfill_remaining_seconds: { type: 'gauge', help: 'Event time still to collect before the service is live (0 when live)', labels: ['service'], sources: [TAP, POD] },
-  backfill_eta_seconds: { type: 'gauge', help: 'Estimated wall-clock seconds until the service is live, from the observed rate (0 when live, -1 while unknown)', labels: ['service'], sources: [TAP, POD] },
-} as const satisfies Record<string, SourceMetricDecl>;
+/** Every source metric: each registered input type's own (in registry order), then the common ones. */
+export function sourceMetricDecls(): DeclaredSourceMetric[] {
+  const own = sourceDescriptors().flatMap((d) => Object.entries(d.metrics).map(([name, m]) => ({ ...m, name, sources: [d.type] })));
+  return [...own, ...Object.entries(COMMON_METRICS).map(([name, m]) => ({ ...m, name }))];
+}
 
-export type SourceMetricName = keyof typeof SOURCE_METRICS;
+let byName: { generation: number; decls: Map<string, DeclaredSourceMetric> } | undefined;
+
+function declOf(name: string): DeclaredSourceMetric | undefined {
+  if (byName?.generation !== registryGeneration()) {
+    byName = { generation: registryGeneration(), decls: new Map(sourceMetricDecls().map((m) => [m.name, m])) };
+  }
+  return byName.decls.get(name);
+}
+
+export type SourceMetricName = string;
 
 export interface SourceMetricValue {
   labels: Record<string, string>;
@@ -66,7 +55,7 @@ export class SourceMetricsStore {
   }
 
   #put(name: string, labels: Record<string, string>, next: (prev: number) => number): void {
-    if (!(name in SOURCE_METRICS)) throw new Error(`undeclared source metric "${name}" (declare it in telemetry/source-metrics.ts)`);
+    if (!declOf(name)) throw new Error(`undeclared source metric "${name}" (declare it in its input's descriptor, sources/<vendor>/index.ts)`);
     let series = this.#values.get(name);
     if (!series) this.#values.set(name, (series = new Map()));
     const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
@@ -83,14 +72,15 @@ export class SourceMetricsStore {
    * (input, source type, service) given.
    */
   withZeros(name: SourceMetricName, services: Iterable<{ input: string; source: string; service: string }>): SourceMetricValue[] {
-    const decl: SourceMetricDecl = SOURCE_METRICS[name];
+    const decl = declOf(name);
+    if (!decl) return this.values(name);
     const out = new Map<string, SourceMetricValue>();
     const keyOf = (labels: Record<string, string>) => JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
     const known = decl.known ?? {};
     const open = decl.labels.filter((l) => l !== 'service' && !(l in known));
     if (decl.type === 'counter' && open.length === 0) {
       for (const s of services) {
-        if (!decl.sources.includes(s.source)) continue;
+        if (decl.sources && !decl.sources.includes(s.source)) continue;
         let combos: Array<Record<string, string>> = [{ input_id: s.input, ...(decl.labels.includes('service') ? { service: s.service } : {}) }];
         for (const [label, values] of Object.entries(known)) combos = combos.flatMap((c) => values.map((v) => ({ ...c, [label]: v })));
         for (const labels of combos) out.set(keyOf(labels), { labels, value: 0 });

@@ -156,3 +156,24 @@ test('state show prints cursors and de-dup counts; state reset deletes one servi
 
   assert.equal(runCli(['state', 'show', '--config', file, '--service', 'maillog']).status, 2, '--service needs --input');
 });
+
+test('check warns about a former key name with its path and its new name, and shows the value converted', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'c.yaml');
+  writeFileSync(
+    file,
+    `output: { type: forward, reconnect_initial_ms: 250 }
+inputs:
+  proofpoint_tap:
+    id: x
+    credentials: { username: u, password: "${TEST_SECRETS.tapSecret}" }
+    services: { clicksBlocked: {} }
+`,
+  );
+  const r = runCli(['check', '--config', file]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /warning: output\.reconnect_initial_ms is a former name: rename it to output\.reconnect_initial_secs/);
+  assert.match(r.stdout, /reconnect_initial_secs: 0\.25\n/);
+  assert.doesNotMatch(r.stdout, /reconnect_initial_ms: 250/);
+  assertNoSecrets(r.stdout + r.stderr);
+});

@@ -30,7 +30,7 @@ function problems(fn: () => unknown): string[] {
   assert.fail('expected a ConfigError');
 }
 
-test('the design.md §6 example loads from YAML with defaults filled in', () => {
+test('the reference example loads from YAML with defaults filled in', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'sidecar.yaml');
   writeFileSync(
@@ -266,12 +266,12 @@ test('globals.coordination: timings that could let two replicas pull one feed ar
   };
   assert.deepEqual(problems({}), []);
   assert.ok(
-    problems({ lease_duration_seconds: 10, renew_deadline_seconds: 10 }).some((l) =>
-      l.includes('globals.coordination.renew_deadline_seconds: must be less than lease_duration_seconds'),
+    problems({ lease_duration_secs: 10, renew_deadline_secs: 10 }).some((l) =>
+      l.includes('globals.coordination.renew_deadline_secs: must be less than lease_duration_secs'),
     ),
   );
   assert.ok(
-    problems({ retry_period_seconds: 6 }).some((l) => l.includes('globals.coordination.retry_period_seconds: must be at most half of renew_deadline_seconds')),
+    problems({ retry_period_secs: 6 }).some((l) => l.includes('globals.coordination.retry_period_secs: must be at most half of renew_deadline_secs')),
   );
   assert.ok(problems({ type: 'etcd' }).some((l) => l.includes('globals.coordination.type')));
   assert.ok(problems({ lease_prefix: 'Bad_Prefix' }).some((l) => l.includes('globals.coordination.lease_prefix')));
@@ -403,4 +403,45 @@ test('Devo-only keys globals.debug, globals.id and inputs.*.environment are repo
   ]);
   assert.equal((config.globals as Record<string, unknown>).debug, undefined);
   assert.equal((config.inputs.proofpoint_tap as Record<string, unknown>).environment, undefined);
+});
+
+test('durations are _secs: a former _ms or _seconds name still loads, converted to seconds, and is reported with its new name', () => {
+  const pod = { id: '100002', credentials: { cluster_id: 'c1', api_key: TEST_SECRETS.podApiKey }, services: { maillog: {} }, batch_flush_ms: 250 };
+  const loaded = loadConfigText(
+    JSON.stringify({
+      globals: { coordination: { type: 'kubernetes', lease_duration_seconds: 20, renew_deadline_seconds: 12, retry_period_seconds: 1.5 } },
+      output: { type: 'forward', reconnect_initial_ms: 250, reconnect_max_ms: '45000' },
+      inputs: { proofpoint_tap: tap({ retry_initial_ms: 1500 }), proofpoint_on_demand: pod },
+    }),
+  );
+  const { config } = loaded;
+  assert.equal(config.output.type === 'forward' && config.output.reconnect_initial_secs, 0.25);
+  assert.equal(config.output.type === 'forward' && config.output.reconnect_max_secs, 45, 'a number written as a string converts too');
+  assert.equal(config.inputs.proofpoint_tap?.retry_initial_secs, 1.5);
+  assert.equal(config.inputs.proofpoint_on_demand?.batch_flush_secs, 0.25);
+  assert.deepEqual(
+    [config.globals.coordination?.lease_duration_secs, config.globals.coordination?.renew_deadline_secs, config.globals.coordination?.retry_period_secs],
+    [20, 12, 1.5],
+  );
+  assert.deepEqual(loaded.renamed.map((r) => `${r.from} -> ${r.to}`).sort(), [
+    'globals.coordination.lease_duration_seconds -> globals.coordination.lease_duration_secs',
+    'globals.coordination.renew_deadline_seconds -> globals.coordination.renew_deadline_secs',
+    'globals.coordination.retry_period_seconds -> globals.coordination.retry_period_secs',
+    'inputs.proofpoint_on_demand.batch_flush_ms -> inputs.proofpoint_on_demand.batch_flush_secs',
+    'inputs.proofpoint_tap.retry_initial_ms -> inputs.proofpoint_tap.retry_initial_secs',
+    'output.reconnect_initial_ms -> output.reconnect_initial_secs',
+    'output.reconnect_max_ms -> output.reconnect_max_secs',
+  ]);
+  const current = loadConfigText(JSON.stringify({ inputs: { proofpoint_tap: tap({ retry_initial_secs: 0.5 }) } }));
+  assert.deepEqual(current.renamed, [], 'the new names raise no warning');
+  assert.equal(current.config.inputs.proofpoint_tap?.retry_initial_secs, 0.5, 'fractional seconds are allowed');
+  assert.equal(current.config.output.type === 'forward' && current.config.output.reconnect_initial_secs, 0.5, 'defaults are unchanged: 500 ms');
+});
+
+test('a duration given under both its former and its new name is a config error naming both', () => {
+  const found = problems(() =>
+    loadConfigText(JSON.stringify({ output: { type: 'forward', reconnect_max_ms: 1000, reconnect_max_secs: 1 }, inputs: { proofpoint_tap: tap({ retry_initial_ms: 10, retry_initial_secs: 1 }) } })),
+  );
+  assert.ok(found.includes('output.reconnect_max_ms: given together with its new name output.reconnect_max_secs; keep output.reconnect_max_secs only'), found.join('\n'));
+  assert.ok(found.some((l) => l.startsWith('inputs.proofpoint_tap.retry_initial_ms:') && l.includes('inputs.proofpoint_tap.retry_initial_secs')), found.join('\n'));
 });

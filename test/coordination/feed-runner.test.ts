@@ -543,7 +543,7 @@ test('lost while the feed is still being adopted aborts the source as soon as it
   const r = await replica();
   const feed = tapFeed();
   const acquiring = r.runner.acquired(feed, acq({ from: 'expired', carried: carried({ cursors: { clicksBlocked: { n: 3 } } }, r.clock.now()) }));
-  r.runner.lost(feed, 'not renewed within renew_deadline_seconds (10 s)');
+  r.runner.lost(feed, 'not renewed within renew_deadline_secs (10 s)');
   assert.equal(feed.sources.length, 0, 'lost came before the source was created');
   await acquiring;
   assert.equal(feed.sources.length, 1);

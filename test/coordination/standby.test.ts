@@ -14,8 +14,8 @@ import { tmpDir } from '../helpers/tmp.ts';
 const TRACE_HOOK = fileURLToPath(new URL('../helpers/module-trace.mjs', import.meta.url));
 const PLUGIN = fileURLToPath(new URL('../../plugin/', import.meta.url));
 
-/** Source files a standby must not load: the simulators, and the inputs' code but their config, errors and budget. */
-const NOT_FOR_A_STANDBY = /^(simulator\/|sources\/(tap|pod)\/(?!config\.ts$|errors\.ts$|budget\.ts$))/;
+/** Source files a standby must not load: the simulators, and the inputs' code but their descriptor (index.ts), config, errors and budget. */
+const NOT_FOR_A_STANDBY = /^(simulator\/|sources\/(tap|pod)\/(?!index\.ts$|config\.ts$|errors\.ts$|budget\.ts$))/;
 
 test('a standby replica loads no TAP or PoD source code and no simulator while it holds no feed', async () => {
   const file = path.join(tmpDir('pps-standby-trace-'), 'modules.txt');

@@ -191,7 +191,7 @@ for (const v of variants) {
       assert.equal(String(config.output.port), fbEnv.FORWARD_PORT);
     }
     // The drain on SIGTERM fits in the grace period; with Leases, so do the final Lease writes.
-    const leaseWrites = config.globals.coordination?.renew_deadline_seconds ?? 0;
+    const leaseWrites = config.globals.coordination?.renew_deadline_secs ?? 0;
     assert.ok(podSpec.terminationGracePeriodSeconds > config.globals.shutdown_timeout_secs + leaseWrites);
     // The config is mounted where the image's CMD reads it.
     const cfgMount = (sidecar.volumeMounts as Obj[]).find((m) => m.name === 'sidecar-config');
@@ -348,9 +348,9 @@ test('DaemonSet: the sidecar coordinates through Leases in its own namespace, it
   // The Leases go where the Role allows them: the pod's own namespace.
   assert.equal(coordination.namespace, undefined, 'coordination.namespace left to the pod\'s own');
   assert.equal(coordination.kubeconfig, undefined, 'the in-cluster service account');
-  assert.ok(coordination.renew_deadline_seconds < coordination.lease_duration_seconds);
+  assert.ok(coordination.renew_deadline_secs < coordination.lease_duration_secs);
   assert.ok(
-    dsPod.terminationGracePeriodSeconds > config.globals.shutdown_timeout_secs + coordination.renew_deadline_seconds,
+    dsPod.terminationGracePeriodSeconds > config.globals.shutdown_timeout_secs + coordination.renew_deadline_secs,
     'drain + final Lease writes fit in the grace period',
   );
   const env = envOf(sidecar);

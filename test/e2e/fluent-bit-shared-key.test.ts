@@ -78,7 +78,7 @@ async function refused(fb: FluentBit, cfg: Partial<ForwardOutputConfig>): Promis
   const errors: SidecarError[] = [];
   const { logger, lines } = captureLogger();
   // No reconnect within the test (the first backoff is longer than it runs): one handshake.
-  const sink = new ForwardSink(forwardConfig({ port: fb.port, reconnect_initial_ms: 600_000, reconnect_max_ms: 600_000, ...cfg }), {
+  const sink = new ForwardSink(forwardConfig({ port: fb.port, reconnect_initial_secs: 600, reconnect_max_secs: 600, ...cfg }), {
     logger,
     events: { error: (e) => errors.push(e) },
   });

@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { TAP_SERVICES, type TapServiceName } from '../../plugin/sources/tap/index.ts';
+import { TAP_SERVICES, type TapServiceName } from '../../plugin/sources/tap/create.ts';
 import { decodeState, fingerprint } from '../../plugin/coordination/carried-state.ts';
 import { until } from '../helpers/net.ts';
 import {
@@ -34,7 +34,7 @@ import {
 } from '../helpers/replicas.ts';
 
 const LEASE_S = 5;
-const TIMING = { lease_duration_seconds: LEASE_S, renew_deadline_seconds: 3, retry_period_seconds: 0.5 };
+const TIMING = { lease_duration_secs: LEASE_S, renew_deadline_secs: 3, retry_period_secs: 0.5 };
 const cluster = (o: ClusterOptions = {}) => startCluster({ coordination: TIMING, ...o });
 
 test('three replicas: one puller per feed, spread; kill -9 of a holder: taken over within two lease durations, nothing lost, duplicates only from its last renew period', async (t) => {

@@ -50,7 +50,7 @@ async function harness(
     acked: ({ chunk }) => h.acked.add(chunk),
   };
   const sink = new ForwardSink(
-    forwardConfig({ port: receiver.port, reconnect_initial_ms: 100, reconnect_max_ms: 1000, ...cfg }),
+    forwardConfig({ port: receiver.port, reconnect_initial_secs: 0.1, reconnect_max_secs: 1, ...cfg }),
     { clock, random: () => 1, events, ...(opts.logger ? { logger: opts.logger } : {}) },
   );
   return { ...h, sink };
@@ -236,14 +236,14 @@ test('refused connections: nothing lost, backoff doubles and is capped, delivery
       assert.equal(h.sink.stats().connected, false);
       await h.clock.advance(h.retries[i - 1]!);
     }
-    // random() = 1 takes the top of each jitter range: 100 · 2^n, capped at reconnect_max_ms.
+    // random() = 1 takes the top of each jitter range: 100 · 2^n, capped at reconnect_max_secs.
     assert.deepEqual(h.retries.slice(0, 7), [100, 200, 400, 800, 1000, 1000, 1000]);
     assert.equal(h.sink.stats().pendingRecords, 10);
     await receiver.listen(port);
     await driveUntil(h.clock, settled(sent), 'delivery after Fluent Bit came back', 250);
     await sent;
     assert.deepEqual(seqs(receiver), Array.from({ length: 10 }, (_, i) => i), 'each record exactly once');
-    // Acks reset the backoff: the next outage starts again from reconnect_initial_ms.
+    // Acks reset the backoff: the next outage starts again from reconnect_initial_secs.
     const before = h.retries.length;
     receiver.dropConnections();
     await waitUntil(() => h.retries.length === before + 1, 'retry after a drop');

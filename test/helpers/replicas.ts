@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
 import { startPodSimulator, type PodSimulator, type PodStreamType } from '../../plugin/simulator/pod/index.ts';
 import { NO_QUIRKS, startTapSimulator, type TapSimulator } from '../../plugin/simulator/tap/index.ts';
-import { TAP_SERVICES } from '../../plugin/sources/tap/index.ts';
+import { TAP_SERVICES } from '../../plugin/sources/tap/create.ts';
 import { ForwardReceiver } from './forward-receiver.ts';
 import { startCli } from './cli.ts';
 import { freePort, until } from './net.ts';
@@ -52,7 +52,7 @@ export interface Cluster {
 export interface ClusterOptions {
   replicas?: number;
   /** globals.coordination timings; null: no coordination (every replica pulls every feed). */
-  coordination?: { lease_duration_seconds: number; renew_deadline_seconds: number; retry_period_seconds: number } | null;
+  coordination?: { lease_duration_secs: number; renew_deadline_secs: number; retry_period_secs: number } | null;
   /** TAP requests per pool per 24 h, at the simulator and in the sidecars' config. */
   tapBudget?: number;
   tapStartHoursAgo?: number;
@@ -121,7 +121,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
             credentials: pod.credentials,
             override_url_base: pod.url,
             archive_staleness_secs: 1,
-            batch_flush_ms: 100,
+            batch_flush_secs: 0.1,
             services: Object.fromEntries(POD_TYPES.map((t) => [t, { request_period_in_seconds: 1 }])),
           },
         },

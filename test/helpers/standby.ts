@@ -81,7 +81,7 @@ export async function startStandby(o: StandbyOptions = {}): Promise<Standby> {
         log_level: 'info',
         shutdown_timeout_secs: 5,
         http: { listen: `127.0.0.1:${httpPort}` },
-        coordination: { type: 'kubernetes', kubeconfig, lease_duration_seconds: 15, renew_deadline_seconds: 10, retry_period_seconds: 2 },
+        coordination: { type: 'kubernetes', kubeconfig, lease_duration_secs: 15, renew_deadline_secs: 10, retry_period_secs: 2 },
       },
       output: { type: 'forward', host: '127.0.0.1', port: receiver.port },
       inputs: {

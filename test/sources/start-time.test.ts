@@ -7,8 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ErrorCode } from '../../plugin/errors.ts';
 import { StartTimeError, assertStartTimes } from '../../plugin/sources/start-time.ts';
-import { StartTimeError as TapStartTimeError, checkTapConfig, createTapSource, tapInputSchema } from '../../plugin/sources/tap/index.ts';
-import { StartTimeError as PodStartTimeError, checkPodConfig, createPodSource, podInputSchema } from '../../plugin/sources/pod/index.ts';
+import { StartTimeError as TapStartTimeError, createTapSource } from '../../plugin/sources/tap/create.ts';
+import { checkTapConfig } from '../../plugin/sources/tap/check.ts';
+import { tapInputSchema } from '../../plugin/sources/tap/config.ts';
+import { StartTimeError as PodStartTimeError, createPodSource } from '../../plugin/sources/pod/create.ts';
+import { checkPodConfig } from '../../plugin/sources/pod/check.ts';
+import { podInputSchema } from '../../plugin/sources/pod/config.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 
 const NOW = Date.UTC(2026, 10, 23, 12);

@@ -151,7 +151,7 @@ async function echoServer(answer: (req: IncomingMessage) => { status: number; bo
 
 test('a TAP server echoing the Authorization header in 401 and 400 bodies: neither the base64 nor the secret reaches the log line or the error', async () => {
   const { loadConfigObject } = await import('../../plugin/config/load.ts');
-  const { createTapSource } = await import('../../plugin/sources/tap/index.ts');
+  const { createTapSource } = await import('../../plugin/sources/tap/create.ts');
   const { TapClient, TAP_PATHS } = await import('../../plugin/sources/tap/client.ts');
   const { Pipeline } = await import('../../plugin/pipeline/pipeline.ts');
   const { StateStore } = await import('../../plugin/state/store.ts');

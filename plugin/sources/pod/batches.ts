@@ -3,7 +3,7 @@
  * the batches ready to be taken.
  *
  * - Frames become events (or dead-letter entries) of the batch being filled; it is handed out at
- *   `batch_max_events`, `batch_flush_ms` after its first frame, or when the session that filled
+ *   `batch_max_events`, `batch_flush_secs` after its first frame, or when the session that filled
  *   it ends (a batch never spans two sessions, so its `pulling_id` is exact).
  * - Frames held here, filled or ready and not yet taken, are bounded by `max_buffered_frames` /
  *   `max_buffered_bytes`: beyond them the attached flow (the open session's socket) is paused,
@@ -31,7 +31,7 @@ export interface Flow {
 
 export interface BatchBufferOptions {
   service: PodServiceName;
-  cfg: Pick<PodInputConfig, 'batch_max_events' | 'batch_flush_ms' | 'max_buffered_frames' | 'max_buffered_bytes'>;
+  cfg: Pick<PodInputConfig, 'batch_max_events' | 'batch_flush_secs' | 'max_buffered_frames' | 'max_buffered_bytes'>;
   clock: Clock;
   metrics: SourceMetrics;
   log: Logger;
@@ -178,7 +178,7 @@ export class BatchBuffer {
     if (this.#filling && this.#filling.stats !== stats) this.close(false);
     if (!this.#filling) {
       const f: Filling = { stats, events: [], rejected: [], bytes: 0 };
-      f.cancelFlush = this.#o.clock.setTimer(this.#o.cfg.batch_flush_ms, () => {
+      f.cancelFlush = this.#o.clock.setTimer(this.#o.cfg.batch_flush_secs * 1000, () => {
         if (this.#filling === f) this.close(false);
       });
       this.#filling = f;

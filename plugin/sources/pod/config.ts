@@ -1,11 +1,11 @@
 /**
- * Config of input `proofpoint_on_demand` (issue 4). Keys follow the Devo POD collector
- * (`credentials`, `override_url_base`, `services.<name>.{start_time, request_period_in_seconds,
- * override_tag_base}`); the keys this sidecar adds are snake_case with their unit and default here.
- * Vendor facts behind the defaults: ../../../../shared/docs/proofpoint-pod.md §0 and §1.3.
+ * Config of input `proofpoint_on_demand`. Keys follow the Devo POD collector (`credentials`,
+ * `override_url_base`, `services.<name>.{start_time, request_period_in_seconds,
+ * override_tag_base}`); the keys this sidecar adds are snake_case with their unit (durations
+ * `_secs`) and default here, each with the vendor fact behind it.
  */
 import { z } from 'zod';
-import { fluentTag, inputId, positiveInt, secret, serviceUrlBase, startTimestamp } from '../../config/types.ts';
+import { fluentTag, inputId, positiveInt, positiveSecs, secret, serviceUrlBase, startTimestamp, type RenamedKey } from '../../config/types.ts';
 import type { StartTimeSetting } from '../start-time.ts';
 
 export const POD_SERVICES = ['message', 'maillog', 'audit'] as const;
@@ -19,7 +19,7 @@ export const POD_DEFAULT_TAGS: Record<PodServiceName, string> = {
 
 export const POD_DEFAULT_URL_BASE = 'wss://logstream.proofpoint.com';
 
-/** Vendor limits (proofpoint-pod.md §0.1): how long the server resumes a dropped live session, how far back archive mode goes. */
+/** Vendor limits: how long the server resumes a dropped live session, how far back archive mode goes. */
 export const POD_LIVE_RESUME_MS = 3600_000;
 export const POD_ARCHIVE_MAX_AGE_MS = 30 * 24 * 3600_000;
 
@@ -57,7 +57,7 @@ export const podInputSchema = z.strictObject({
   }),
   /** Base URL of the log stream; `/v1/stream?cid=…&type=…` is appended. */
   override_url_base: z.url({ protocol: /^wss?$/ }).optional(),
-  /** Seconds between client pings; the server is not known to ping (proofpoint-pod.md §1.3). */
+  /** Seconds between client pings; the server is not known to ping (it answers ours). */
   ping_interval_secs: positiveInt.default(30),
   /** Seconds to wait for a pong (or any frame) after a ping before the session is ended and reopened. */
   pong_timeout_secs: positiveInt.default(30),
@@ -78,8 +78,8 @@ export const podInputSchema = z.strictObject({
   max_buffered_bytes: positiveInt.default(32 * 1_048_576),
   /** A batch is handed to the pipeline when it holds this many events… */
   batch_max_events: positiveInt.default(1_000),
-  /** …or this many milliseconds after its first event, whichever comes first. */
-  batch_flush_ms: positiveInt.default(1_000),
+  /** …or this many seconds after its first event, whichever comes first. */
+  batch_flush_secs: positiveSecs.default(1),
   /**
    * Seconds without contact after which a reconnect first replays the gap in archive mode. The
    * server resumes a live session dropped less than an hour ago; keep a margin below 3600.
@@ -122,6 +122,9 @@ export const podInputSchema = z.strictObject({
     audit: podServiceSchema.optional(),
   }),
 }).transform(serviceUrlBase);
+
+/** Keys renamed to the `_secs` scheme; the old names still load (config/load.ts). */
+export const POD_RENAMED_KEYS: readonly RenamedKey[] = [{ at: [], from: 'batch_flush_ms', to: 'batch_flush_secs', divideBy: 1000 }];
 
 export type PodInputConfig = z.infer<typeof podInputSchema>;
 export type PodInputConfigInput = z.input<typeof podInputSchema>;

@@ -1,97 +1,77 @@
 /**
- * Input `proofpoint_on_demand` (issue 4): the source factory and the checks
- * `proofpoint-sidecar check` runs on its config. The rest of the sidecar imports the PoD source
- * only from here.
+ * Input `proofpoint_on_demand`: its descriptor, the one thing the rest of the sidecar imports from
+ * this folder (sources/registry.ts lists it). Only light modules are imported here; the source,
+ * its WebSocket stream, its checks and its probe are loaded on first use (sources/descriptor.ts).
  */
-import type { ClientOptions } from 'ws';
-import type { Source } from '../source.ts';
-import { systemClock, type Clock } from '../../util/clock.ts';
-import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { POD_ARCHIVE_MAX_AGE_MS, POD_LIVE_RESUME_MS, podStartTimes, type PodInputConfig } from './config.ts';
+import type { SourceDescriptor } from '../descriptor.ts';
 import { assertStartTimes } from '../start-time.ts';
-import { compareTime, coveredUntil, cursorTime, readCursor, type PodCursor } from './cursor.ts';
-import { proxyFor } from './proxy.ts';
-import { enabledPodServices, podEndpoint, PodSource } from './source.ts';
+import { parseTimestampMs } from '../../util/time.ts';
+import { POD_RENAMED_KEYS, enabledPodServices, podInputSchema, podStartTimes, type PodInputConfig } from './config.ts';
 
-export { PodSource, enabledPodServices } from './source.ts';
-export { StartTimeError } from '../start-time.ts';
-export type { PodCursor } from './cursor.ts';
-export { PodCredentialsError, PodSessionConflictError, PodSessionError } from './errors.ts';
-export { POD_SERVICES, POD_DEFAULT_TAGS, podInputSchema, type PodInputConfig, type PodServiceName } from './config.ts';
+const TYPE = 'proofpoint_on_demand';
+const REPLAY_REASONS = ['start_time', 'unclean_shutdown', 'outage', 'live_start', 'live_drop', 'probe'];
 
-export interface CreatePodSourceOptions {
-  /** Extra ws client options (tests: a CA for wss://). Auth, limits and TLS verification stay ours. */
-  wsOptions?: ClientOptions;
-  /** The clock that decides whether a start time is in the future (default: the system clock). */
-  clock?: Clock;
-  /** Environment for HTTPS_PROXY / NO_PROXY (default: process.env). */
-  env?: NodeJS.ProcessEnv;
+function field(cursor: unknown, key: string): unknown {
+  return cursor !== null && typeof cursor === 'object' ? (cursor as Record<string, unknown>)[key] : undefined;
 }
 
-/**
- * Builds the source: one WebSocket session per configured service. Throws StartTimeError
- * (101) for a start time in the future, as the Devo collector refuses it at config time.
- */
-export function createPodSource(cfg: PodInputConfig, opts: CreatePodSourceOptions = {}): Source<PodCursor> {
-  assertStartTimes(podStartTimes(cfg), (opts.clock ?? systemClock).now());
-  const proxy = proxyFor(podEndpoint(cfg), opts.env ?? process.env);
-  return new PodSource(cfg, { wsOptions: opts.wsOptions, agent: proxy?.agent });
+/** `ts`: the highest event time acknowledged, as the server wrote it. */
+function highestTs(cursor: unknown): number | undefined {
+  const ts = field(cursor, 'ts');
+  return typeof ts === 'string' ? parseTimestampMs(ts) : undefined;
 }
 
-/**
- * Warnings for `check`: what the config will do that an operator may not expect. Keys are named
- * relative to `inputs.proofpoint_on_demand` (the caller prefixes it). Throws StartTimeError
- * (101) for a start time in the future.
- */
-export function checkPodConfig(cfg: PodInputConfig, now: number = Date.now(), env: NodeJS.ProcessEnv = process.env): string[] {
-  assertStartTimes(podStartTimes(cfg), now);
-  const warnings: string[] = [];
-  const names = enabledPodServices(cfg);
-  if (names.length === 0) warnings.push('no services configured: add services.message, services.maillog and/or services.audit');
-  for (const svc of names) {
-    const s = cfg.services[svc]!;
-    const start = s.start_time === undefined ? undefined : parseTimestampMs(s.start_time);
-    if (start !== undefined && start < now - POD_ARCHIVE_MAX_AGE_MS) {
-      warnings.push(
-        `services.${svc}.start_time (${s.start_time}) is more than 30 days back: archive mode serves 30 days, ` +
-          `so events before ${formatUtc(now - POD_ARCHIVE_MAX_AGE_MS)} cannot be replayed`,
-      );
-    }
-    if (s.request_period_in_seconds * 1000 >= POD_LIVE_RESUME_MS - cfg.archive_threshold_secs * 1000) {
-      warnings.push(
-        `services.${svc}.request_period_in_seconds (${s.request_period_in_seconds}) is so long that a reconnect may miss the server's one-hour live resume; every drop would then be replayed in archive mode`,
-      );
-    }
-  }
-  const endpoint = podEndpoint(cfg);
-  if (endpoint.protocol === 'ws:') warnings.push(`override_url_base (${cfg.override_url_base}) is not TLS: the api_key would travel in clear text`);
-  if (cfg.archive_staleness_secs >= cfg.archive_threshold_secs) {
-    warnings.push(
-      `archive_staleness_secs (${cfg.archive_staleness_secs}) is not below archive_threshold_secs (${cfg.archive_threshold_secs}): a replay after an outage could never catch up with the live session`,
-    );
-  }
-  if (cfg.ping_interval_secs + cfg.pong_timeout_secs > 300) {
-    warnings.push(`ping_interval_secs + pong_timeout_secs (${cfg.ping_interval_secs + cfg.pong_timeout_secs}) exceed 300 s, beyond reported server idle timeouts`);
-  }
-  if (cfg.max_frame_bytes < 8 * 1_048_576) {
-    warnings.push(`max_frame_bytes (${cfg.max_frame_bytes}) is small: PoD message events with attachments exceed 1 MiB, and a larger frame ends the session`);
-  }
-  const proxy = proxyFor(endpoint, env);
-  if (proxy) warnings.push(`connections go through the proxy ${proxy.display} (HTTPS_PROXY/NO_PROXY)`);
-  return warnings;
-}
-
-/**
- * Orders two PoD cursors of one service by how far the stream is known covered (live contact or
- * completed archive), then by the highest event time; -1, 0, 1. An unreadable cursor counts as
- * no progress. Coordination uses it when a feed moves between replicas.
- */
-export function comparePodCursors(a: unknown, b: unknown): number {
-  const ca = readCursor(a).cursor;
-  const cb = readCursor(b).cursor;
-  if (!ca || !cb) return ca ? 1 : cb ? -1 : 0;
-  const ta = cursorTime(ca);
-  const tb = cursorTime(cb);
-  const byTime = ta && tb ? compareTime(ta, tb) : ta ? 1 : tb ? -1 : 0;
-  return Math.sign((coveredUntil(ca) ?? 0) - (coveredUntil(cb) ?? 0) || byTime);
-}
+export const podSource: SourceDescriptor<PodInputConfig, typeof TYPE> = {
+  type: TYPE,
+  schema: podInputSchema,
+  requiredKeys: 'id, credentials.cluster_id, credentials.api_key, services',
+  renamedKeys: POD_RENAMED_KEYS,
+  startTimeKey: 'start_time',
+  services: (cfg) => enabledPodServices(cfg),
+  create: async (cfg) => (await import('./create.ts')).createPodSource(cfg),
+  check: async (cfg, now) => (await import('./check.ts')).checkPodConfig(cfg, now),
+  probe: async (cfg, now) => (await import('./probe.ts')).probePod(cfg, now),
+  /** One feed per service: the server allows one session per token and type. */
+  feeds(cfg, now) {
+    assertStartTimes(podStartTimes(cfg), now);
+    return enabledPodServices(cfg).map((svc) => {
+      const spec = cfg.services[svc]!;
+      const only = { ...cfg, services: { [svc]: spec } };
+      return {
+        name: svc,
+        services: [{ name: svc, dedupMaxAgeMs: spec.dedup_window_secs * 1000, startTime: spec.start_time }],
+        requestPools: [],
+        requestWindowMs: 0,
+        create: async () => (await import('./create.ts')).createPodSource(only),
+      };
+    });
+  },
+  compareCursors: async (a, b) => (await import('./create.ts')).comparePodCursors(a, b),
+  cursorTime: highestTs,
+  metrics: {
+    pod_sessions_total: { type: 'counter', help: 'PoD sessions opened, per mode (live or archive)', labels: ['service', 'mode'], known: { mode: ['live', 'archive'] } },
+    pod_reconnects_total: { type: 'counter', help: 'PoD sessions reopened after a drop or a failure', labels: ['service'] },
+    pod_conflicts_total: { type: 'counter', help: 'PoD handshakes refused with 409 (another session holds the token)', labels: ['service'] },
+    pod_empty_frames_total: { type: 'counter', help: 'PoD empty text frames received (signs of life, not events)', labels: ['service'] },
+    pod_archive_windows_retried_total: { type: 'counter', help: 'PoD archive windows asked again because the session did not end with close 1000 or a reading silence', labels: ['service', 'end'] },
+    pod_archive_windows_stuck: { type: 'gauge', help: 'Times the current PoD archive window was asked without completing (reported from 5 on)', labels: ['service'] },
+    pod_archive_rejected_total: { type: 'counter', help: 'PoD archive handshakes refused with 400 (retried, never fatal)', labels: ['service'] },
+    pod_archive_gaps_total: { type: 'counter', help: 'PoD archive hours the server refused as older than its 30 days (an explicit gap)', labels: ['service'] },
+    pod_archive_gap_seconds_total: { type: 'counter', help: 'Seconds of PoD events the server refused as older than its 30 days', labels: ['service'] },
+    pod_live_drop_replays_total: { type: 'counter', help: 'PoD archive replays owed because a live session ended without a normal close', labels: ['service'] },
+    pod_archive_replay_active: { type: 'gauge', help: 'Whether a PoD archive replay is owed or under way (start_time, outage, unclean shutdown, live drop)', labels: ['service'] },
+    pod_archive_replay_position_timestamp_seconds: { type: 'gauge', help: 'Where the owed PoD archive replay stands: the start of the next window it asks (0 when none is owed)', labels: ['service'] },
+    pod_replay_duplicates_total: { type: 'counter', help: 'Events of PoD archive replays dropped as already delivered, per replay reason', labels: ['service', 'reason'], known: { reason: REPLAY_REASONS } },
+  },
+  state: {
+    msKeys: ['liveAt', 'archivedUntil', 'from', 'until', 'at', 'started_at'],
+    droppedKeys: ['sec', 'nsec'],
+    /** An owed replay stands at its next window and runs to its end; otherwise the highest `ts`, live. */
+    position(cursor, now) {
+      const owed = field(cursor, 'owed') as { from?: unknown; until?: unknown } | undefined;
+      if (owed && typeof owed.from === 'number' && typeof owed.until === 'number') return { positionMs: owed.from, targetMs: owed.until, active: true };
+      const at = highestTs(cursor);
+      return at === undefined ? undefined : { positionMs: at, targetMs: now, active: false };
+    },
+  },
+};

@@ -22,14 +22,8 @@ import { parseTimestamp } from '../../util/time.ts';
 import { registerCredentialPair, vendorText } from '../../telemetry/secrets.ts';
 import { AnswerScanner, MalformedAnswer } from './answer-stream.ts';
 
-/** Endpoint paths, and the arrays each one returns. */
-export const TAP_PATHS: Record<TapServiceName | 'all', string> = {
-  clicksBlocked: '/v2/siem/clicks/blocked',
-  clicksPermitted: '/v2/siem/clicks/permitted',
-  messagesBlocked: '/v2/siem/messages/blocked',
-  messagesDelivered: '/v2/siem/messages/delivered',
-  all: '/v2/siem/all',
-};
+/** The endpoint paths, declared in endpoint.ts (light enough for the input descriptor). */
+export { TAP_PATHS } from './endpoint.ts';
 
 export interface TapClientOptions {
   baseUrl: string;

@@ -1,11 +1,11 @@
 /**
- * Config of input `proofpoint_tap` (issue 3). Keys follow the Devo TAP collector (`credentials`,
+ * Config of input `proofpoint_tap`. Keys follow the Devo TAP collector (`credentials`,
  * `override_url_base`, `services.<name>.start_time_in_utc`, `request_period_in_seconds`,
- * `override_tag_base`); the rest are this sidecar's, snake_case with their unit, each with its
- * default declared here. Vendor facts behind the defaults: ../shared/docs/proofpoint-tap.md.
+ * `override_tag_base`); the rest are this sidecar's, snake_case with their unit (durations
+ * `_secs`), each with its default declared here and the vendor fact behind it.
  */
 import { z } from 'zod';
-import { fluentTag, inputId, positiveInt, secret, serviceUrlBase, startTimestamp } from '../../config/types.ts';
+import { fluentTag, inputId, positiveInt, positiveSecs, secret, serviceUrlBase, startTimestamp, type RenamedKey } from '../../config/types.ts';
 import type { StartTimeSetting } from '../start-time.ts';
 
 export const TAP_SERVICES = ['clicksBlocked', 'clicksPermitted', 'messagesBlocked', 'messagesDelivered'] as const;
@@ -99,7 +99,7 @@ export const tapInputSchema = z
     throttle_backoff_initial_secs: positiveInt.default(900),
     throttle_backoff_max_secs: positiveInt.default(4 * 3600),
     /** Retries of 5xx answers and network failures: capped, jittered exponential backoff. */
-    retry_initial_ms: positiveInt.default(1000),
+    retry_initial_secs: positiveSecs.default(1),
     retry_max_secs: positiveInt.default(300),
     /** Seconds one request may take, answer body included (there is no paging: an hour can be big). */
     request_timeout_secs: positiveInt.default(120),
@@ -149,6 +149,9 @@ export const tapInputSchema = z
     }
   })
   .transform(serviceUrlBase);
+
+/** Keys renamed to the `_secs` scheme; the old names still load (config/load.ts). */
+export const TAP_RENAMED_KEYS: readonly RenamedKey[] = [{ at: [], from: 'retry_initial_ms', to: 'retry_initial_secs', divideBy: 1000 }];
 
 export type TapInputConfig = z.infer<typeof tapInputSchema>;
 export type TapServiceConfig = z.infer<typeof tapServiceSchema>;

@@ -1,124 +1,72 @@
 /**
- * Input `proofpoint_tap` (issue 3): the source factory and the checks `proofpoint-sidecar check`
- * runs on its config. The rest of the sidecar imports the TAP source only from here.
+ * Input `proofpoint_tap`: its descriptor, the one thing the rest of the sidecar imports from this
+ * folder (sources/registry.ts lists it). Only light modules are imported here; the source, its
+ * HTTP client and its checks are loaded on first use (sources/descriptor.ts).
  */
-import type { Dispatcher } from 'undici';
-import type { Source } from '../source.ts';
-import { systemClock, type Clock } from '../../util/clock.ts';
-import { formatUtc, parseTimestampMs } from '../../util/time.ts';
-import { enabledServices, tapStartTimes, type TapInputConfig } from './config.ts';
+import type { SourceDescriptor } from '../descriptor.ts';
 import { assertStartTimes } from '../start-time.ts';
-import { poolOf } from './budget.ts';
-import { TapSource, fromCursor, type TapCursor } from './source.ts';
-import { LOOKBACK_MS, MIN_WINDOW_MS } from './window.ts';
+import { parseTimestampMs } from '../../util/time.ts';
+import { TAP_RENAMED_KEYS, enabledServices, tapInputSchema, tapStartTimes, type TapInputConfig } from './config.ts';
+import { DAY_MS, TAP_POOLS } from './budget.ts';
 
-export { TapSource, type TapCursor } from './source.ts';
-export { StartTimeError } from '../start-time.ts';
-export { TAP_SERVICES, TAP_DEFAULT_TAGS, tapInputSchema, type TapInputConfig, type TapServiceName } from './config.ts';
+const TYPE = 'proofpoint_tap';
+const POOLS = TAP_POOLS;
 
-export interface CreateTapSourceOptions {
-  /** undici dispatcher; default: EnvHttpProxyAgent (HTTPS_PROXY / NO_PROXY), TLS verified. */
-  dispatcher?: Dispatcher;
-  /** The clock that decides whether a start time is in the future (default: the system clock). */
-  clock?: Clock;
+/** The TAP API answers a few minutes behind now: a cursor up to an hour behind counts as live. */
+const LIVE_WITHIN_MS = 3600_000;
+
+function collectedTo(cursor: unknown): number | undefined {
+  const t = cursor !== null && typeof cursor === 'object' ? (cursor as Record<string, unknown>)['collected_to'] : undefined;
+  return typeof t === 'string' ? parseTimestampMs(t) : undefined;
 }
 
-/**
- * Builds the source. Throws StartTimeError (101) when a `start_time_in_utc` is in the future: the
- * Devo collector refuses that at config time too.
- */
-export function createTapSource(cfg: TapInputConfig, opts: CreateTapSourceOptions = {}): Source<TapCursor> {
-  assertStartTimes(tapStartTimes(cfg), (opts.clock ?? systemClock).now());
-  return new TapSource(cfg, { dispatcher: opts.dispatcher });
-}
-
-const DAY_SECS = 86_400;
-
-/**
- * Warnings for `check`: what the config will do that an operator may not expect. Keys are named
- * relative to `inputs.proofpoint_tap` (the caller prefixes it). Throws StartTimeError (101) for a
- * start time in the future.
- */
-export function checkTapConfig(cfg: TapInputConfig, now: number = Date.now()): string[] {
-  assertStartTimes(tapStartTimes(cfg), now);
-  const warnings: string[] = [];
-  const names = enabledServices(cfg);
-
-  for (const svc of names) {
-    const text = cfg.services[svc]?.start_time_in_utc;
-    const start = text === undefined || text === null ? undefined : parseTimestampMs(text);
-    if (start !== undefined && start < now - LOOKBACK_MS) {
-      warnings.push(
-        `services.${svc}.start_time_in_utc (${text}) is more than 7 days back: the TAP API serves 7 days, ` +
-          `so data older than ${formatUtc(now - LOOKBACK_MS)} cannot be fetched; collection starts at the 7-day limit`,
-      );
-    }
-  }
-
-  // One request per window: /all for two or more services, else the service's own endpoint.
-  const path = names.length >= 2 ? '/v2/siem/all' : `/v2/siem/${names[0]}`;
-  const pool = names.length === 1 && names[0] === 'clicksPermitted' ? 'clicksPermitted' : poolOf(path);
-  const periods = names.map((s) => cfg.services[s]?.request_period_in_seconds ?? 60);
-  const period = Math.max(Math.min(...periods), MIN_WINDOW_MS / 1000);
-  for (const s of names) {
-    const p = cfg.services[s]?.request_period_in_seconds ?? 60;
-    if (p < MIN_WINDOW_MS / 1000) {
-      warnings.push(
-        `services.${s}.request_period_in_seconds (${p}) is below ${MIN_WINDOW_MS / 1000}, the smallest window the TAP API serves: it polls every ${MIN_WINDOW_MS / 1000} s`,
-      );
-    }
-  }
-  if (names.length >= 2 && new Set(periods).size > 1) {
-    warnings.push(
-      `services ${names.join(', ')} share one /v2/siem/all request per window, so the shortest request_period_in_seconds (${period}) applies to all of them`,
-    );
-  }
-  const limit = cfg.max_requests_per_day;
-  const settlePerDay = cfg.settle_requery_enabled ? Math.ceil(DAY_SECS / cfg.settle_window_secs) : 0;
-  const pollsPerDay = Math.ceil(DAY_SECS / period);
-  const perDay = pollsPerDay + settlePerDay;
-  if (perDay > limit) {
-    const room = limit - settlePerDay;
-    const fix =
-      room > 0
-        ? `raise request_period_in_seconds to at least ${Math.ceil(DAY_SECS / room)}`
-        : `raise settle_window_secs (settle re-queries alone need ${settlePerDay} a day)`;
-    warnings.push(
-      `polling every ${period} s needs ${pollsPerDay} requests a day` +
-        (settlePerDay > 0 ? ` plus ${settlePerDay} settle re-queries` : '') +
-        ` = ${perDay}, more than the ${limit} the rate budget allows in pool ${pool}; requests will wait for the budget and events arrive late: ${fix}`,
-    );
-  }
-  const starts = names.map((s) => {
-    const text = cfg.services[s]?.start_time_in_utc;
-    return text === undefined ? now - 3600_000 : text === null ? now : (parseTimestampMs(text) ?? now);
-  });
-  const backfillWindows = Math.ceil((now - Math.max(Math.min(...starts), now - LOOKBACK_MS)) / 3_600_000);
-  if (perDay <= limit && backfillWindows + perDay > limit) {
-    warnings.push(
-      `the backfill needs about ${backfillWindows} one-hour requests on top of ${perDay} a day of polling, more than ` +
-        `the ${limit} allowed per 24 h in pool ${pool}; it will pause for the budget`,
-    );
-  }
-  if (!cfg.settle_requery_enabled) {
-    warnings.push(
-      `settle_requery_enabled is false: TAP indexes events up to about 30 minutes late, and events indexed after their window was queried will be missed`,
-    );
-  }
-  if (cfg.override_url_base?.startsWith('http:') && !/^http:\/\/(127\.|localhost|\[::1\])/.test(cfg.override_url_base)) {
-    warnings.push(`override_url_base uses plain HTTP to a non-loopback host: the credentials travel unencrypted`);
-  }
-  return warnings;
-}
-
-/**
- * Orders two TAP cursors of one service by how far they got (collected, then settled); -1, 0, 1.
- * An unreadable cursor counts as no progress. Coordination uses it to start a feed taken over
- * from another replica at the later of the local cursor and the one carried by the Lease.
- */
-export function compareTapCursors(a: unknown, b: unknown): number {
-  const pa = fromCursor(a);
-  const pb = fromCursor(b);
-  if (!pa || !pb) return pa ? 1 : pb ? -1 : 0;
-  return Math.sign(pa.collectedTo - pb.collectedTo || pa.settledTo - pb.settledTo);
-}
+export const tapSource: SourceDescriptor<TapInputConfig, typeof TYPE> = {
+  type: TYPE,
+  schema: tapInputSchema,
+  requiredKeys: 'id, credentials.username, credentials.password, services',
+  renamedKeys: TAP_RENAMED_KEYS,
+  startTimeKey: 'start_time_in_utc',
+  services: (cfg) => enabledServices(cfg),
+  create: async (cfg) => (await import('./create.ts')).createTapSource(cfg),
+  check: async (cfg, now) => (await import('./check.ts')).checkTapConfig(cfg, now),
+  probe: async (cfg, now) => (await import('./probe.ts')).probeTap(cfg, now),
+  /** One feed for the whole input: one credential, one request budget, one `/all` walk. */
+  feeds(cfg, now) {
+    assertStartTimes(tapStartTimes(cfg), now);
+    const services = enabledServices(cfg).map((name) => ({
+      name,
+      dedupMaxAgeMs: cfg.dedup_window_secs * 1000,
+      startTime: cfg.services[name]?.start_time_in_utc ?? undefined,
+    }));
+    return [
+      {
+        name: 'all',
+        services,
+        requestPools: TAP_POOLS,
+        requestWindowMs: DAY_MS,
+        create: async () => (await import('./create.ts')).createTapSource(cfg),
+      },
+    ];
+  },
+  compareCursors: async (a, b) => (await import('./create.ts')).compareTapCursors(a, b),
+  /** `collected_to`: every window before it was queried. */
+  cursorTime: collectedTo,
+  metrics: {
+    tap_requests_total: { type: 'counter', help: 'TAP API requests sent, per rate-limit pool', labels: ['pool'], known: { pool: POOLS } },
+    tap_requests_left: { type: 'gauge', help: "Requests left in the pool's rolling 24 h budget", labels: ['pool'] },
+    tap_throttled_total: { type: 'counter', help: 'TAP API answers 429 (budget spent on the server side)', labels: ['pool'], known: { pool: POOLS } },
+    tap_malformed_answers_total: {
+      type: 'counter',
+      help: 'TAP API answers 200 that are not the documented object of arrays (the window is retried)',
+      labels: ['pool'],
+      known: { pool: POOLS },
+    },
+  },
+  state: {
+    msKeys: [],
+    position(cursor, now) {
+      const at = collectedTo(cursor);
+      return at === undefined ? undefined : { positionMs: at, targetMs: now, active: now - at > LIVE_WITHIN_MS };
+    },
+  },
+};

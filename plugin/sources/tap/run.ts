@@ -87,7 +87,7 @@ export class TapRun {
     this.#budget = budget;
     this.#positions = positions;
     this.#client = tapClientFor(cfg, { dispatcher: o.dispatcher, userAgent: ctx.userAgent });
-    this.#retry = new Backoff({ minMs: cfg.retry_initial_ms, maxMs: cfg.retry_max_secs * 1000 });
+    this.#retry = new Backoff({ minMs: cfg.retry_initial_secs * 1000, maxMs: cfg.retry_max_secs * 1000 });
     this.#periodMs = Math.min(...o.names.map((s) => (cfg.services[s]?.request_period_in_seconds ?? 60) * 1000));
     if (this.#periodMs < MIN_WINDOW_MS) {
       log.warn(

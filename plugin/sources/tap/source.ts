@@ -17,7 +17,7 @@
 import type { Dispatcher } from 'undici';
 import type { Batch, ServiceSpec, Source, SourceContext } from '../source.ts';
 import { TAP_DEFAULT_TAGS, enabledServices, type TapInputConfig, type TapServiceName } from './config.ts';
-import { TAP_PATHS } from './client.ts';
+import { tapRequestPath } from './endpoint.ts';
 import type { TapCursor } from './cursor.ts';
 import { TapRun } from './run.ts';
 
@@ -52,7 +52,7 @@ export class TapSource implements Source<TapCursor> {
 
   /** The endpoint this input queries: `/all` for two or more services. */
   get path(): string {
-    return this.#names.length >= 2 ? TAP_PATHS.all : TAP_PATHS[this.#names[0]!];
+    return tapRequestPath(this.#names);
   }
 
   run(ctx: SourceContext): AsyncIterable<Batch<TapCursor>> {

@@ -13,7 +13,7 @@ import { SessionStats } from '../../../plugin/sources/pod/stats.ts';
 
 const log = pino({ level: 'silent' });
 
-function fixture(cfg: Partial<{ batch_max_events: number; batch_flush_ms: number; max_buffered_frames: number; max_buffered_bytes: number }> = {}) {
+function fixture(cfg: Partial<{ batch_max_events: number; batch_flush_secs: number; max_buffered_frames: number; max_buffered_bytes: number }> = {}) {
   const clock = new FakeClock();
   const tracker = new CursorTracker();
   const committed: PodCursor[] = [];
@@ -22,7 +22,7 @@ function fixture(cfg: Partial<{ batch_max_events: number; batch_flush_ms: number
   let notified = 0;
   const buffer = new BatchBuffer({
     service: 'message',
-    cfg: { batch_max_events: 1000, batch_flush_ms: 1000, max_buffered_frames: 1000, max_buffered_bytes: 1_000_000, ...cfg },
+    cfg: { batch_max_events: 1000, batch_flush_secs: 1, max_buffered_frames: 1000, max_buffered_bytes: 1_000_000, ...cfg },
     clock,
     metrics: { set() {}, inc: (name, labels, by = 1) => (counters[`${name}:${labels.reason ?? ''}`] = (counters[`${name}:${labels.reason ?? ''}`] ?? 0) + by) },
     log,
@@ -86,7 +86,7 @@ test('backpressure: the byte bound pauses as well', () => {
 });
 
 test('a batch never spans two sessions and is handed out by count or by the injected clock', async () => {
-  const f = fixture({ batch_max_events: 3, batch_flush_ms: 500 });
+  const f = fixture({ batch_max_events: 3, batch_flush_secs: 0.5 });
   const first = f.session();
   f.buffer.frame(first, frame(1), 10);
   const second = f.session();

@@ -50,7 +50,7 @@ test('kill -9 mid-stream and restart: no event lost, repeats at most those in fl
           credentials: { cluster_id: sim.credentials.cluster_id, api_key: '${POD_API_KEY}' },
           override_url_base: sim.url,
           archive_staleness_secs: 1,
-          batch_flush_ms: 100,
+          batch_flush_secs: 0.1,
           services: { maillog: { request_period_in_seconds: 1 } },
         },
       },

@@ -11,7 +11,7 @@ import { Pipeline } from '../../../plugin/pipeline/pipeline.ts';
 import { StateStore } from '../../../plugin/state/store.ts';
 import type { Sink } from '../../../plugin/output/sink.ts';
 import type { HealthReporter, ServiceStatus, Source, SourceContext } from '../../../plugin/sources/source.ts';
-import { createPodSource, podInputSchema, type PodInputConfig } from '../../../plugin/sources/pod/index.ts';
+import { createPodSource, podInputSchema, type PodInputConfig } from '../../../plugin/sources/pod/create.ts';
 import type { PodInputConfigInput } from '../../../plugin/sources/pod/config.ts';
 import type { PodSimulator } from '../../../plugin/simulator/pod/index.ts';
 import { systemClock, type Clock } from '../../../plugin/util/clock.ts';
@@ -34,7 +34,7 @@ export function podConfig(sim: PodSimulator, overrides: Partial<PodInputConfigIn
     id: 'pod-test',
     credentials: { cluster_id: sim.credentials.cluster_id, api_key: sim.credentials.api_key },
     override_url_base: sim.url,
-    batch_flush_ms: 50,
+    batch_flush_secs: 0.05,
     batch_max_events: 200,
     retry_max_secs: 2,
     ...overrides,

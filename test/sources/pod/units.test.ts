@@ -7,7 +7,8 @@ import { floorHour, formatPodTime, nextStep, offsetOf, replayAfterDrop, replayAt
 import { parseTimestamp } from '../../../plugin/util/time.ts';
 import { handshakeError, PodCredentialsError, PodSessionConflictError } from '../../../plugin/sources/pod/errors.ts';
 import { bypassed } from '../../../plugin/sources/pod/proxy.ts';
-import { checkPodConfig, createPodSource, podInputSchema } from '../../../plugin/sources/pod/index.ts';
+import { checkPodConfig } from '../../../plugin/sources/pod/check.ts';
+import { createPodSource, podInputSchema } from '../../../plugin/sources/pod/create.ts';
 import { ErrorCode } from '../../../plugin/errors.ts';
 
 const HOUR = 3600_000;
@@ -262,7 +263,7 @@ test('batches are flushed by count or by the injected clock, whichever comes fir
   const sim = await startPodSimulator({ ...simBase(clock), rate: { audit: 100, message: 0, maillog: 0 }, historyMs: 1_000, firstSessionFrom: 'origin' });
   t.after(() => sim.close());
   const ac = new AbortController();
-  const cfg = podConfig(sim, { batch_max_events: 40, batch_flush_ms: 1_000 }, { audit: {} });
+  const cfg = podConfig(sim, { batch_max_events: 40, batch_flush_secs: 1 }, { audit: {} });
   const source = createPodSource(cfg, { clock, env: {} });
   const it = source.run(directContext({ clock, signal: ac.signal }))[Symbol.asyncIterator]();
   // 101 events exist: two full batches of 40 at once…

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Batch } from '../../../plugin/sources/source.ts';
 import { tapInputSchema } from '../../../plugin/sources/tap/config.ts';
-import { createTapSource, type TapCursor } from '../../../plugin/sources/tap/index.ts';
+import { createTapSource, type TapCursor } from '../../../plugin/sources/tap/create.ts';
 import { NO_QUIRKS, startTapSimulator } from '../../../plugin/simulator/tap/index.ts';
 import { FakeClock, flushMicrotasks } from '../../helpers/fake-clock.ts';
 import { DirectState, HOUR, MIN, T0, TapHarness, captureLogger, compareWithTruth, directContext } from './harness.ts';

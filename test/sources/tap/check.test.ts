@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tapInputSchema } from '../../../plugin/sources/tap/config.ts';
-import { checkTapConfig, StartTimeError } from '../../../plugin/sources/tap/index.ts';
+import { checkTapConfig } from '../../../plugin/sources/tap/check.ts';
+import { StartTimeError } from '../../../plugin/sources/start-time.ts';
 
 const NOW = Date.UTC(2026, 10, 23, 12);
 const iso = (ms: number) => new Date(ms).toISOString();

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Pipeline } from '../../../plugin/pipeline/pipeline.ts';
 import { StateStore } from '../../../plugin/state/store.ts';
 import { tapInputSchema } from '../../../plugin/sources/tap/config.ts';
-import { createTapSource, StartTimeError } from '../../../plugin/sources/tap/index.ts';
+import { createTapSource, StartTimeError } from '../../../plugin/sources/tap/create.ts';
 import { startTapSimulator } from '../../../plugin/simulator/tap/index.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
 import { MemorySink } from '../../helpers/memory-sink.ts';

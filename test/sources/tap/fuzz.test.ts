@@ -21,7 +21,7 @@ import path from 'node:path';
 import { Rng } from '../../../plugin/simulator/tap/random.ts';
 import { tapInputSchema } from '../../../plugin/sources/tap/config.ts';
 import { jsonText } from '../../../plugin/sources/tap/event.ts';
-import { createTapSource, type TapCursor, type TapServiceName } from '../../../plugin/sources/tap/index.ts';
+import { createTapSource, type TapCursor, type TapServiceName } from '../../../plugin/sources/tap/create.ts';
 import type { Batch } from '../../../plugin/sources/source.ts';
 import { parseInterval, type SimRequest } from '../../../plugin/simulator/tap/index.ts';
 import { parseTimestamp } from '../../../plugin/util/time.ts';

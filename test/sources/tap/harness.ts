@@ -18,7 +18,7 @@ import { StateStore } from '../../../plugin/state/store.ts';
 import type { Batch, RequestLog, ServiceStatus, Source, SourceContext } from '../../../plugin/sources/source.ts';
 import type { Clock } from '../../../plugin/util/clock.ts';
 import { tapInputSchema, type TapInputConfigInput } from '../../../plugin/sources/tap/config.ts';
-import { createTapSource, type TapCursor, type TapInputConfig, type TapServiceName } from '../../../plugin/sources/tap/index.ts';
+import { createTapSource, type TapCursor, type TapInputConfig, type TapServiceName } from '../../../plugin/sources/tap/create.ts';
 import { parseInterval, startTapSimulator, type TapScenarioOptions, type TapSimulator } from '../../../plugin/simulator/tap/index.ts';
 
 export const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NO_QUIRKS, type TapScenarioOptions } from '../../../plugin/simulator/tap/index.ts';
 import type { TapInputConfigInput } from '../../../plugin/sources/tap/config.ts';
-import type { TapCursor, TapServiceName } from '../../../plugin/sources/tap/index.ts';
+import type { TapCursor, TapServiceName } from '../../../plugin/sources/tap/create.ts';
 import { DAY, HOUR, MIN, T0, TapHarness, compareWithTruth, invalidRequests } from './harness.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tapInputSchema } from '../../../plugin/sources/tap/config.ts';
-import { createTapSource, type TapCursor } from '../../../plugin/sources/tap/index.ts';
+import { createTapSource, type TapCursor } from '../../../plugin/sources/tap/create.ts';
 import { TapClient, TAP_PATHS } from '../../../plugin/sources/tap/client.ts';
 import { TapMalformedAnswerError } from '../../../plugin/sources/tap/errors.ts';
 import { parseInterval } from '../../../plugin/simulator/tap/index.ts';
@@ -84,7 +84,7 @@ test('a TAP window whose body is cut short mid-stream is asked again and deliver
     credentials: { username: 'cut-principal', password: 'cut-secret-77aa' },
     override_url_base: url,
     max_events_per_batch: 5,
-    retry_initial_ms: 1000,
+    retry_initial_secs: 1,
     services: { clicksPermitted: { start_time_in_utc: new Date(START).toISOString() }, clicksBlocked: { start_time_in_utc: new Date(START).toISOString() } },
   });
   const state = new DirectState();

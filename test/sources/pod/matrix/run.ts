@@ -253,7 +253,7 @@ export async function runCell(profile: PodProfileName, fault: Fault): Promise<Ro
           override_url_base: sim.url,
           archive_staleness_secs: 2,
           archive_idle_timeout_secs: 1,
-          batch_flush_ms: 50,
+          batch_flush_secs: 0.05,
           batch_max_events: 1_000,
           max_buffered_frames: 2_000,
           retry_max_secs: 2,
