@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
+import { startLeaseServer, type LeaseSimServer } from '../helpers/lease-server.ts';
 import { createKubernetesLeaseApi } from '../../plugin/coordination/kubernetes.ts';
 import { Coordinator, type Acquisition } from '../../plugin/coordination/coordinator.ts';
 import { STATE_ANNOTATION, decodeState, type CarriedState } from '../../plugin/coordination/carried-state.ts';
