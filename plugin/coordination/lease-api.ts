@@ -64,12 +64,3 @@ export class LeaseApiError extends SidecarError {
     this.status = status;
   }
 }
-
-/** SIDECAR_ERR_LEASE_LOST: a held feed is not this replica's any more; its source is stopped at once. */
-export class LeaseLostError extends SidecarError {
-  readonly feed: string;
-  constructor(feed: string, reason: string) {
-    super(ErrorCode.LEASE_LOST, `Lost feed ${feed}: ${reason}`);
-    this.feed = feed;
-  }
-}
