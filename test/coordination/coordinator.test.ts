@@ -1,6 +1,6 @@
 /**
- * Leader election per feed (issue 6), on the injected clock: three coordinators talk through
- * @kubernetes/client-node (KubernetesLeaseApi) to the in-process Lease server, each with its own
+ * Leader election per feed, on the injected clock: three coordinators talk through the sidecar's
+ * Lease client (plugin/coordination/kubernetes.ts) to the in-process Lease server, each with its own
  * token so the server can partition one. Time moves in 100 ms steps; between steps the real HTTP
  * exchanges settle. "Pulling" is what the handlers were told: from `acquired` until `lost`.
  *
