@@ -1,6 +1,6 @@
 /**
- * Errors with stable codes. The Devo collectors' numeric codes keep their meaning (design.md §7):
- * 100 bad credentials, 101 bad or future start time, 300 HTTP error from the vendor API,
+ * Errors with stable codes. The Devo collectors' numeric codes keep their meaning (docs/operations.md,
+ * Error codes): 100 bad credentials, 101 bad or future start time, 300 HTTP error from the vendor API,
  * 301 request failed. Every error maps to a process exit code: 2 for configuration or usage,
  * 1 for anything at run time.
  */
@@ -19,6 +19,12 @@ export const ErrorCode = {
   FORWARD_CLOSED: 'SIDECAR_ERR_FORWARD_CLOSED',
   RECORD_TOO_LARGE: 'SIDECAR_ERR_RECORD_TOO_LARGE',
   SHUTDOWN_TIMEOUT: 'SIDECAR_ERR_SHUTDOWN_TIMEOUT',
+  /** Another replica wrote the feed's Lease first (Kubernetes 409 AlreadyExists or Conflict): it won. */
+  LEASE_CONFLICT: 'SIDECAR_ERR_LEASE_CONFLICT',
+  /** The Kubernetes API refused a Lease request (401, 403, 4xx, 5xx) or did not answer in time. */
+  LEASE_API: 'SIDECAR_ERR_LEASE_API',
+  /** A held feed's Lease was lost (not renewed within renew_deadline, or taken): its source stops at once. */
+  LEASE_LOST: 'SIDECAR_ERR_LEASE_LOST',
   /** Devo collector codes. */
   BAD_CREDENTIALS: 100,
   BAD_START_TIME: 101,

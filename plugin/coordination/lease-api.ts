@@ -1,9 +1,12 @@
 /**
  * What coordination needs from Kubernetes: get, create and update one coordination.k8s.io/v1
- * Lease by name, with optimistic concurrency. The Role grants exactly these three verbs.
- * kubernetes.ts implements it with @kubernetes/client-node; tests drive that implementation
- * against the in-process Lease server (plugin/simulator/kubernetes).
+ * Lease by name, with optimistic concurrency. The Role grants exactly these three verbs (a release
+ * writes an empty holder, as client-go does; nothing deletes a Lease). kubernetes.ts implements it
+ * over node:https; tests drive that implementation against the in-process Lease server
+ * (test/helpers/lease-server.ts).
  */
+import { ErrorCode, SidecarError } from '../errors.ts';
+
 
 /** A Lease as coordination reads it (times in ms). */
 export interface Lease {
@@ -41,22 +44,23 @@ export interface LeaseApi {
   update(name: string, resourceVersion: string, spec: LeaseSpec, signal: AbortSignal): Promise<Lease>;
 }
 
-/** Another replica wrote the Lease first: it won. */
-export class LeaseConflictError extends Error {
+/** SIDECAR_ERR_LEASE_CONFLICT: another replica wrote the Lease first; it won. Not a failure. */
+export class LeaseConflictError extends SidecarError {
   readonly reason: 'AlreadyExists' | 'Conflict';
   constructor(reason: 'AlreadyExists' | 'Conflict', message: string) {
-    super(message);
-    this.name = 'LeaseConflictError';
+    super(ErrorCode.LEASE_CONFLICT, message);
     this.reason = reason;
   }
 }
 
-/** Any other failure: no answer in time, refused (401/403), invalid. `status` 0 when no answer. */
-export class LeaseApiError extends Error {
+/**
+ * SIDECAR_ERR_LEASE_API: any other failure: no answer in time, refused (401/403), invalid.
+ * `status` 0 when no answer. Retried every retry period.
+ */
+export class LeaseApiError extends SidecarError {
   readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = 'LeaseApiError';
+  constructor(status: number, message: string, cause?: unknown) {
+    super(ErrorCode.LEASE_API, message, { cause });
     this.status = status;
   }
 }

@@ -64,7 +64,7 @@ test('check --online gives a verdict per service: accepted, refused (error 100),
 });
 
 test('check --online with globals.coordination reads every feed Lease: readable, held by whom, or refused with the reason', async () => {
-  const { startLeaseServer } = await import('../../plugin/simulator/kubernetes/lease-server.ts');
+  const { startLeaseServer } = await import('../helpers/lease-server.ts');
   const leases = await startLeaseServer({ tokens: ['good-token'] });
   const pod = await startPodSimulator({ apiKey: TEST_SECRETS.podApiKey, rate: 0 });
   try {

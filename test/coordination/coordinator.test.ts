@@ -1,6 +1,6 @@
 /**
- * Leader election per feed (issue 6), on the injected clock: three coordinators talk through
- * @kubernetes/client-node (KubernetesLeaseApi) to the in-process Lease server, each with its own
+ * Leader election per feed, on the injected clock: three coordinators talk through the sidecar's
+ * Lease client (plugin/coordination/kubernetes.ts) to the in-process Lease server, each with its own
  * token so the server can partition one. Time moves in 100 ms steps; between steps the real HTTP
  * exchanges settle. "Pulling" is what the handlers were told: from `acquired` until `lost`.
  *
@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
+import { startLeaseServer, type LeaseSimServer } from '../helpers/lease-server.ts';
 import { createKubernetesLeaseApi } from '../../plugin/coordination/kubernetes.ts';
 import { Coordinator, type Acquisition } from '../../plugin/coordination/coordinator.ts';
 import { STATE_ANNOTATION, decodeState, type CarriedState } from '../../plugin/coordination/carried-state.ts';

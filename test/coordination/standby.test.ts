@@ -1,6 +1,7 @@
 /**
  * A replica holding no feed (coordination on, every Lease held by a live peer) stays small: it
- * loads no source machinery (TAP, PoD) and no simulator until it acquires a feed.
+ * loads no source machinery (TAP, PoD) and no simulator until it acquires a feed, and no Kubernetes
+ * client library at all.
  * What a process loaded is seen through loader hooks (test/helpers/module-trace.mjs).
  */
 import { test } from 'node:test';
@@ -17,7 +18,7 @@ const PLUGIN = fileURLToPath(new URL('../../plugin/', import.meta.url));
 /** Source files a standby must not load: the simulators, and the inputs' code but their descriptor (index.ts), config, errors and budget. */
 const NOT_FOR_A_STANDBY = /^(simulator\/|sources\/(tap|pod)\/(?!index\.ts$|config\.ts$|errors\.ts$|budget\.ts$))/;
 
-test('a standby replica loads no TAP or PoD source code and no simulator while it holds no feed', async () => {
+test('a standby replica loads no TAP or PoD source code, no simulator and no Kubernetes client library while it holds no feed', async () => {
   const file = path.join(tmpDir('pps-standby-trace-'), 'modules.txt');
   const s = await startStandby({ nodeArgs: ['--import', 'tsx', '--import', TRACE_HOOK], env: { MODULE_TRACE_FILE: file } });
   try {
@@ -31,4 +32,6 @@ test('a standby replica loads no TAP or PoD source code and no simulator while i
   const ours = loaded.filter((f) => f.startsWith(PLUGIN)).map((f) => path.relative(PLUGIN, f).split(path.sep).join('/'));
   assert.ok(ours.includes('sidecar.ts') && ours.includes('coordination/coordinator.ts'), `the trace saw the sidecar start: ${ours.join(', ')}`);
   assert.deepEqual(ours.filter((f) => NOT_FOR_A_STANDBY.test(f)), [], 'no source, simulator or demo machinery loaded');
+  // Its Leases go through plugin/coordination/kubernetes.ts over node:https: @kubernetes/client-node alone was ~69 MiB of RSS.
+  assert.deepEqual(loaded.filter((f) => f.includes(`${path.sep}@kubernetes${path.sep}`)), [], 'no @kubernetes/* package loaded');
 });

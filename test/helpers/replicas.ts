@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
+import { startLeaseServer, type LeaseSimServer } from './lease-server.ts';
 import { startPodSimulator, type PodSimulator, type PodStreamType } from '../../plugin/simulator/pod/index.ts';
 import { NO_QUIRKS, startTapSimulator, type TapSimulator } from '../../plugin/simulator/tap/index.ts';
 import { TAP_SERVICES } from '../../plugin/sources/tap/create.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
+import { startLeaseServer, type LeaseSimServer } from './lease-server.ts';
 import { ForwardReceiver } from './forward-receiver.ts';
 import { MAIN } from './cli.ts';
 import { freePort, until } from './net.ts';

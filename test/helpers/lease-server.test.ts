@@ -1,7 +1,12 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import * as k8s from '@kubernetes/client-node';
-import { startLeaseServer, type LeaseSimServer } from '../../plugin/simulator/kubernetes/lease-server.ts';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startLeaseServer, type LeaseSimServer } from './lease-server.ts';
+import { KubernetesLeaseApi, microTime } from '../../plugin/coordination/kubernetes.ts';
+import { kubeconfigEndpoint } from '../../plugin/coordination/kube-config.ts';
+import { tmpDir } from './tmp.ts';
 
 const NS = 'proofpoint';
 const TOKEN_A = 'lease-test-token-a';
@@ -14,45 +19,15 @@ before(async () => {
 });
 after(async () => server.close());
 
-function client(token: string): k8s.CoordinationV1Api {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromString(server.kubeconfig(token, { namespace: NS }));
-  return kc.makeApiClient(k8s.CoordinationV1Api);
+/** The sidecar's own Lease client, configured from the server's kubeconfig. */
+function client(token: string): KubernetesLeaseApi {
+  const file = path.join(tmpDir('pps-lease-sim-'), 'kubeconfig');
+  writeFileSync(file, server.kubeconfig(token, { namespace: NS }));
+  return new KubernetesLeaseApi(kubeconfigEndpoint(file), NS, 'lease-server test');
 }
 
-/**
- * Per-call options that abort the request after `ms`. The object-style API (what makeApiClient
- * returns) passes these to its Observable layer unwrapped, so `pre`/`post` must return the library's
- * Observable: a Promise-returning middleware fails with "callback(...).toPromise is not a function".
- */
-function abortAfter(ms: number): k8s.ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (ctx) => {
-          ctx.setSignal(AbortSignal.timeout(ms));
-          return new k8s.Observable(Promise.resolve(ctx));
-        },
-        post: (rsp) => new k8s.Observable(Promise.resolve(rsp)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  };
-}
-
-/** The ApiException a call rejects with, its body parsed (the client leaves it a string). */
-async function apiError(call: Promise<unknown>): Promise<{ code: number; status: any }> {
-  try {
-    await call;
-  } catch (err) {
-    if (!(err instanceof k8s.ApiException)) throw err;
-    return { code: err.code, status: typeof err.body === 'string' ? JSON.parse(err.body) : err.body };
-  }
-  return assert.fail('expected an ApiException');
-}
-
-function lease(name: string, holder: string, extra: { annotations?: Record<string, string>; resourceVersion?: string } = {}): k8s.V1Lease {
-  const now = new k8s.V1MicroTime(Date.now());
+function lease(name: string, holder: string, extra: { annotations?: Record<string, string>; resourceVersion?: string } = {}) {
+  const now = microTime(Date.now());
   return {
     metadata: { name, annotations: extra.annotations, resourceVersion: extra.resourceVersion },
     spec: { holderIdentity: holder, leaseDurationSeconds: 15, acquireTime: now, renewTime: now, leaseTransitions: 0 },
@@ -69,74 +44,72 @@ async function raw(method: string, path: string, body?: unknown, token = TOKEN_A
 }
 const leasesPath = (ns = NS) => `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`;
 
-test('the client reaches a plain http:// server only with insecure-skip-tls-verify in the kubeconfig', async () => {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromString(server.kubeconfig(TOKEN_A, { namespace: NS }));
-  assert.equal(kc.getCurrentCluster()?.server, server.url);
-  assert.equal(kc.getContextObject(kc.getCurrentContext())?.namespace, NS);
-  assert.equal(kc.getCurrentUser()?.token, TOKEN_A);
+test('the sidecar\'s client reaches the plain http:// server only with insecure-skip-tls-verify in the kubeconfig', async () => {
+  const dir = tmpDir('pps-lease-sim-');
+  const file = path.join(dir, 'kubeconfig');
+  writeFileSync(file, server.kubeconfig(TOKEN_A, { namespace: NS }));
+  const endpoint = kubeconfigEndpoint(file);
+  assert.equal(endpoint.server.origin, server.url);
+  assert.equal(endpoint.namespace, NS);
+  assert.equal(endpoint.token?.read().toString(), TOKEN_A);
 
-  const strict = new k8s.KubeConfig();
-  strict.loadFromString(server.kubeconfig(TOKEN_A).replace(/^.*insecure-skip-tls-verify.*\n/m, ''));
-  await assert.rejects(
-    strict.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ name: 'x', namespace: NS }),
-    /HTTP protocol is not allowed when skipTLSVerify is not set or false/,
-  );
-  assert.equal(new k8s.V1MicroTime(Date.UTC(2026, 10, 23, 7, 0, 0, 123)).toISOString(), '2026-11-23T07:00:00.123000Z');
+  const strict = path.join(dir, 'strict');
+  writeFileSync(strict, server.kubeconfig(TOKEN_A).replace(/^.*insecure-skip-tls-verify.*\n/m, ''));
+  assert.throws(() => kubeconfigEndpoint(strict), /is not https:\/\/; allowed: https:\/\/, or http:\/\/ with insecure-skip-tls-verify: true/);
+  assert.equal(microTime(Date.UTC(2026, 10, 23, 7, 0, 0, 123)), '2026-11-23T07:00:00.123000Z');
+  assert.equal((await client(TOKEN_A).get('nothing-here', AbortSignal.timeout(5000))), undefined);
 });
 
-test('read, create, replace with optimistic concurrency, through the client', async () => {
-  const api = client(TOKEN_A);
-  const missing = await apiError(api.readNamespacedLease({ name: 'leader', namespace: NS }));
-  assert.equal(missing.code, 404);
-  assert.equal(missing.status.reason, 'NotFound');
-  assert.equal(missing.status.message, 'leases.coordination.k8s.io "leader" not found');
-  assert.deepEqual(missing.status.details, { name: 'leader', group: 'coordination.k8s.io', kind: 'leases' });
+test('read, create, replace with optimistic concurrency', async () => {
+  const missing = await raw('GET', `${leasesPath()}/leader`);
+  assert.equal(missing.status, 404);
+  assert.equal(missing.json.reason, 'NotFound');
+  assert.equal(missing.json.message, 'leases.coordination.k8s.io "leader" not found');
+  assert.deepEqual(missing.json.details, { name: 'leader', group: 'coordination.k8s.io', kind: 'leases' });
 
-  const created = await api.createNamespacedLeaseWithHttpInfo({ namespace: NS, body: lease('leader', 'pod-a', { annotations: { 'proofpoint.example/cursor': '{"t":1}' } }) });
-  assert.equal(created.httpStatusCode, 201);
-  const rv1 = created.data.metadata!.resourceVersion!;
+  const created = await raw('POST', leasesPath(), lease('leader', 'pod-a', { annotations: { 'proofpoint.example/cursor': '{"t":1}' } }));
+  assert.equal(created.status, 201);
+  const rv1 = created.json.metadata.resourceVersion as string;
   assert.match(rv1, /^\d+$/);
-  assert.match(created.data.metadata!.uid!, /^[0-9a-f-]{36}$/);
-  // Typed V1MicroTime / Date, but the client hands back MicroTimes as the server's strings.
-  assert.equal(typeof created.data.spec!.renewTime, 'string');
-  assert.match(String(created.data.spec!.renewTime), MICRO);
-  assert.ok(created.data.metadata!.creationTimestamp instanceof Date);
+  assert.match(created.json.metadata.uid, /^[0-9a-f-]{36}$/);
+  assert.equal(typeof created.json.spec.renewTime, 'string');
+  assert.match(String(created.json.spec.renewTime), MICRO);
+  assert.match(created.json.metadata.creationTimestamp, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
 
-  const again = await apiError(api.createNamespacedLease({ namespace: NS, body: lease('leader', 'pod-b') }));
-  assert.equal(again.code, 409);
-  assert.equal(again.status.reason, 'AlreadyExists');
-  assert.equal(again.status.message, 'leases.coordination.k8s.io "leader" already exists');
+  const again = await raw('POST', leasesPath(), lease('leader', 'pod-b'));
+  assert.equal(again.status, 409);
+  assert.equal(again.json.reason, 'AlreadyExists');
+  assert.equal(again.json.message, 'leases.coordination.k8s.io "leader" already exists');
 
-  const read = await api.readNamespacedLease({ name: 'leader', namespace: NS });
-  assert.deepEqual(read.metadata!.annotations, { 'proofpoint.example/cursor': '{"t":1}' });
-  assert.equal(read.spec!.holderIdentity, 'pod-a');
+  const read = (await raw('GET', `${leasesPath()}/leader`)).json;
+  assert.deepEqual(read.metadata.annotations, { 'proofpoint.example/cursor': '{"t":1}' });
+  assert.equal(read.spec.holderIdentity, 'pod-a');
 
-  const renewed = await api.replaceNamespacedLease({ name: 'leader', namespace: NS, body: { ...read, spec: { ...read.spec, renewTime: new k8s.V1MicroTime(Date.now()) } } });
-  const rv2 = renewed.metadata!.resourceVersion!;
+  const renewed = (await raw('PUT', `${leasesPath()}/leader`, { ...read, spec: { ...read.spec, renewTime: microTime(Date.now()) } })).json;
+  const rv2 = renewed.metadata.resourceVersion as string;
   assert.ok(Number(rv2) > Number(rv1));
-  assert.equal(renewed.metadata!.uid, created.data.metadata!.uid);
-  assert.equal(renewed.metadata!.creationTimestamp!.getTime(), created.data.metadata!.creationTimestamp!.getTime());
+  assert.equal(renewed.metadata.uid, created.json.metadata.uid);
+  assert.equal(renewed.metadata.creationTimestamp, created.json.metadata.creationTimestamp);
 
-  const stale = await apiError(api.replaceNamespacedLease({ name: 'leader', namespace: NS, body: lease('leader', 'pod-b', { resourceVersion: rv1 }) }));
-  assert.equal(stale.code, 409);
-  assert.equal(stale.status.reason, 'Conflict');
+  const stale = await raw('PUT', `${leasesPath()}/leader`, lease('leader', 'pod-b', { resourceVersion: rv1 }));
+  assert.equal(stale.status, 409);
+  assert.equal(stale.json.reason, 'Conflict');
   assert.equal(
-    stale.status.message,
+    stale.json.message,
     'Operation cannot be fulfilled on leases.coordination.k8s.io "leader": the object has been modified; please apply your changes to the latest version and try again',
   );
 
-  const noRv = await apiError(api.replaceNamespacedLease({ name: 'leader', namespace: NS, body: lease('leader', 'pod-b') }));
-  assert.equal(noRv.code, 422);
-  assert.equal(noRv.status.reason, 'Invalid');
-  assert.equal(noRv.status.message, 'leases.coordination.k8s.io "leader" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update');
+  const noRv = await raw('PUT', `${leasesPath()}/leader`, lease('leader', 'pod-b'));
+  assert.equal(noRv.status, 422);
+  assert.equal(noRv.json.reason, 'Invalid');
+  assert.equal(noRv.json.message, 'leases.coordination.k8s.io "leader" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update');
 
   // A PUT that omits the annotations removes them; uid and creationTimestamp stay.
-  const taken = await api.replaceNamespacedLease({ name: 'leader', namespace: NS, body: lease('leader', 'pod-b', { resourceVersion: rv2 }) });
-  assert.equal(taken.metadata!.annotations, undefined);
+  const taken = (await raw('PUT', `${leasesPath()}/leader`, lease('leader', 'pod-b', { resourceVersion: rv2 }))).json;
+  assert.equal(taken.metadata.annotations, undefined);
   assert.equal(server.lease(NS, 'leader').spec.holderIdentity, 'pod-b');
   assert.equal(server.lease(NS, 'leader').metadata.annotations, undefined);
-  assert.equal(server.lease(NS, 'leader').metadata.uid, created.data.metadata!.uid);
+  assert.equal(server.lease(NS, 'leader').metadata.uid, created.json.metadata.uid);
 
   const writes = server.writes.filter((w) => w.name === 'leader');
   assert.deepEqual(
@@ -144,7 +117,7 @@ test('read, create, replace with optimistic concurrency, through the client', as
     [
       ['create', 'pod-a', TOKEN_A, rv1],
       ['update', 'pod-a', TOKEN_A, rv2],
-      ['update', 'pod-b', TOKEN_A, taken.metadata!.resourceVersion],
+      ['update', 'pod-b', TOKEN_A, taken.metadata.resourceVersion],
     ],
   );
   assert.deepEqual(writes[0]!.annotations, { 'proofpoint.example/cursor': '{"t":1}' });
@@ -199,12 +172,11 @@ test('decoding and validation refusals, with the apiserver\'s Status bodies', as
   assert.equal(badName.status, 422);
   assert.match(badName.json.message, /^Lease\.coordination\.k8s\.io "Bad_Name" is invalid: metadata\.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain/);
 
-  const api = client(TOKEN_A);
   const big = { 'proofpoint.example/state': 'x'.repeat(262_144) };
-  const oversize = await apiError(api.createNamespacedLease({ namespace: NS, body: lease('big', 'pod-a', { annotations: big }) }));
-  assert.equal(oversize.code, 422);
-  assert.equal(oversize.status.message, 'Lease.coordination.k8s.io "big" is invalid: metadata.annotations: Too long: must have at most 262144 bytes');
-  assert.deepEqual(oversize.status.details.causes, [{ reason: 'FieldValueTooLong', message: 'Too long: must have at most 262144 bytes', field: 'metadata.annotations' }]);
+  const oversize = await raw('POST', leasesPath(), lease('big', 'pod-a', { annotations: big }));
+  assert.equal(oversize.status, 422);
+  assert.equal(oversize.json.message, 'Lease.coordination.k8s.io "big" is invalid: metadata.annotations: Too long: must have at most 262144 bytes');
+  assert.deepEqual(oversize.json.details.causes, [{ reason: 'FieldValueTooLong', message: 'Too long: must have at most 262144 bytes', field: 'metadata.annotations' }]);
   assert.equal(server.lease(NS, 'big'), undefined);
 
   // Leases allow create-on-update: a PUT of a missing name creates it.
@@ -217,10 +189,12 @@ test('decoding and validation refusals, with the apiserver\'s Status bodies', as
   assert.equal((await raw('GET', `${leasesPath()}/fresh`, undefined, '')).json.reason, 'Unauthorized');
 });
 
-test('an unknown token is refused with 401, which the client reports without a body', async () => {
-  const refused = await apiError(client('not-a-token').readNamespacedLease({ name: 'leader', namespace: NS }));
-  assert.equal(refused.code, 401);
-  assert.equal(refused.status, undefined);
+test('an unknown token is refused with 401 and a Status body', async () => {
+  await assert.rejects(client('not-a-token').get('leader', AbortSignal.timeout(5000)), (err: Error & { status?: number }) => {
+    assert.equal(err.status, 401);
+    assert.match(err.message, /^Kubernetes answered 401 Unauthorized to read of Lease proofpoint\/leader: Unauthorized/);
+    return true;
+  });
   const rawRefusal = await raw('GET', `${leasesPath()}/leader`, undefined, 'not-a-token');
   assert.deepEqual(rawRefusal.json, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
   assert.equal(server.requests.at(-1)!.token, 'not-a-token');
@@ -229,15 +203,12 @@ test('an unknown token is refused with 401, which the client reports without a b
 test('a partition holds one token\'s requests unanswered until heal', async () => {
   const a = client(TOKEN_A);
   const b = client(TOKEN_B);
-  await a.createNamespacedLease({ namespace: NS, body: lease('partitioned', 'pod-a') });
+  await a.create('partitioned', { holder: 'pod-a', leaseDurationSeconds: 15, acquireTime: Date.now(), renewTime: Date.now(), leaseTransitions: 0, annotations: {} }, AbortSignal.timeout(5000));
   server.partition(TOKEN_B);
   const before = server.requests.length;
-  const [held, answered] = await Promise.allSettled([
-    b.readNamespacedLease({ name: 'partitioned', namespace: NS }, abortAfter(300)),
-    a.readNamespacedLease({ name: 'partitioned', namespace: NS }, abortAfter(300)),
-  ]);
+  const [held, answered] = await Promise.allSettled([a, b].reverse().map((c) => c.get('partitioned', AbortSignal.timeout(300))));
   assert.equal(held.status, 'rejected');
-  assert.ok(held.reason instanceof k8s.AbortError, String(held.reason));
+  assert.equal((held.reason as Error).name, 'TimeoutError', String(held.reason));
   assert.equal(answered.status, 'fulfilled');
   const during = server.requests.slice(before);
   assert.deepEqual(during.map((r) => [r.token, r.status]).sort(), [[TOKEN_A, 200], [TOKEN_B, 0]]);
@@ -249,7 +220,20 @@ test('a partition holds one token\'s requests unanswered until heal', async () =
   await assert.rejects(waiting);
   assert.equal(server.requests.at(-1)!.status, 0);
 
-  const healed = await b.readNamespacedLease({ name: 'partitioned', namespace: NS }, abortAfter(300));
-  assert.equal(healed.spec!.holderIdentity, 'pod-a');
+  const healed = await b.get('partitioned', AbortSignal.timeout(300));
+  assert.equal(healed?.holder, 'pod-a');
   assert.equal(server.requests.at(-1)!.status, 200);
+  a.close();
+  b.close();
+});
+
+const PLUGIN = fileURLToPath(new URL('../../plugin/', import.meta.url));
+
+test('the Lease API server is a test helper: nothing under plugin/ (what the image ships) holds or imports it', () => {
+  const files = readdirSync(PLUGIN, { recursive: true }).map(String).filter((f) => statSync(path.join(PLUGIN, f)).isFile());
+  assert.ok(files.includes(path.join('coordination', 'kubernetes.ts')), 'the plugin tree was listed');
+  const offenders = files.filter(
+    (f) => /lease-server/.test(f) || /(import|from)\s*\(?\s*['"][^'"]*lease-server|class LeaseSimServer|function startLeaseServer/.test(readFileSync(path.join(PLUGIN, f), 'utf8')),
+  );
+  assert.deepEqual(offenders, []);
 });

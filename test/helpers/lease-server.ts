@@ -12,6 +12,7 @@
  */
 import { randomInt, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface LeaseServerOptions {
@@ -21,6 +22,8 @@ export interface LeaseServerOptions {
   port?: number;
   /** Accepted bearer tokens; default `['lease-sim-token']`. */
   tokens?: string[];
+  /** Serve https:// with this key and certificate (as a kube-apiserver in a cluster does). */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 export interface LeaseWrite {
@@ -339,7 +342,7 @@ const nonEmpty = (m: Record<string, string> | undefined) => (m && Object.keys(m)
 const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 export class LeaseSimServer {
-  /** http://127.0.0.1:<port> */
+  /** http://127.0.0.1:<port> (https:// with `tls`) */
   readonly url: string;
   /** Every successful create and update, in order. */
   readonly writes: LeaseWrite[] = [];
@@ -382,8 +385,8 @@ export class LeaseSimServer {
   }
 
   /**
-   * A kubeconfig for this server and `token`. `insecure-skip-tls-verify` is set because
-   * @kubernetes/client-node refuses an http:// server without it.
+   * A kubeconfig for this server and `token`. `insecure-skip-tls-verify` is set because the
+   * sidecar's client (plugin/coordination/kube-config.ts) refuses an http:// server without it.
    */
   kubeconfig(token: string, opts: { namespace?: string } = {}): string {
     const lines = [
@@ -552,7 +555,7 @@ export class LeaseSimServer {
 }
 
 export async function startLeaseServer(opts: LeaseServerOptions = {}): Promise<LeaseSimServer> {
-  const server = createServer();
+  const server: Server = opts.tls ? createTlsServer({ key: opts.tls.key, cert: opts.tls.cert }) : createServer();
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -560,5 +563,5 @@ export async function startLeaseServer(opts: LeaseServerOptions = {}): Promise<L
   });
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  return new LeaseSimServer(server, `http://${host}:${addr.port}`, opts.tokens ?? ['lease-sim-token']);
+  return new LeaseSimServer(server, `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`, opts.tokens ?? ['lease-sim-token']);
 }
