@@ -1,5 +1,6 @@
 /**
- * Errors with stable codes. The Devo collectors' numeric codes keep their meaning (design.md §7):
+ * Errors with stable codes. The Devo collectors' numeric codes keep their meaning (the codes a Devo
+ * collector reports, so dashboards built on them still read):
  * 100 bad credentials, 101 bad or future start time, 300 HTTP error from the vendor API,
  * 301 request failed. Every error maps to a process exit code: 2 for configuration or usage,
  * 1 for anything at run time.

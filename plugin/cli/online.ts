@@ -22,8 +22,8 @@
  */
 import type net from 'node:net';
 import type { Config, ForwardOutputConfig } from '../config/schema.ts';
-import { ForwardClient, OutboundChunk } from '../forward/client.ts';
-import { newChunkId } from '../forward/encoder.ts';
+import { ForwardClient, OutboundChunk } from '../output/forward/client.ts';
+import { newChunkId } from '../output/forward/encoder.ts';
 import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
 import { scrub } from '../telemetry/secrets.ts';
 import { enabledServices } from '../sources/tap/config.ts';

@@ -21,11 +21,11 @@ import tls from 'node:tls';
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { ForwardOutputConfig } from '../config/schema.ts';
-import { ErrorCode, SidecarError } from '../errors.ts';
-import { silentLogger } from '../telemetry/logger.ts';
-import { Backoff } from '../util/backoff.ts';
-import { systemClock, type Clock } from '../util/clock.ts';
+import type { ForwardOutputConfig } from '../../config/schema.ts';
+import { ErrorCode, SidecarError } from '../../errors.ts';
+import { silentLogger } from '../../telemetry/logger.ts';
+import { Backoff } from '../../util/backoff.ts';
+import { systemClock, type Clock } from '../../util/clock.ts';
 import { packedForwardEnvelope, packedForwardSize } from './encoder.ts';
 import {
   encodePing,

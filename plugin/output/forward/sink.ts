@@ -12,12 +12,12 @@
  * frame alone (`maxRecordBytes`) makes `send` reject before anything of it is queued.
  */
 import type { Logger } from 'pino';
-import type { ForwardOutputConfig } from '../config/schema.ts';
-import { ErrorCode, SidecarError } from '../errors.ts';
-import { PendingRecords } from '../output/pending.ts';
-import type { OutputRecord, Sink, SinkStats } from '../output/sink.ts';
-import { silentLogger } from '../telemetry/logger.ts';
-import { systemClock, type Clock } from '../util/clock.ts';
+import type { ForwardOutputConfig } from '../../config/schema.ts';
+import { ErrorCode, SidecarError } from '../../errors.ts';
+import { PendingRecords } from '../pending.ts';
+import type { OutputRecord, Sink, SinkStats } from '../sink.ts';
+import { silentLogger } from '../../telemetry/logger.ts';
+import { systemClock, type Clock } from '../../util/clock.ts';
 import { ForwardClient, OutboundChunk, type ForwardEvents } from './client.ts';
 import { encodeEntry, maxEntryBytes, newChunkId, packedForwardSize } from './encoder.ts';
 
