@@ -18,7 +18,7 @@ import { ForwardReceiver, captureLogger, forwardConfig, waitUntil } from '../../
 import { TEST_SECRETS } from '../../helpers/secrets.ts';
 
 const TAG = 'mail.proofpoint.tapsiem_v2.messagesdelivered';
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/tls/${name}`, import.meta.url));
 
 interface Harness {
   sink: ForwardSink;

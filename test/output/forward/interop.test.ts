@@ -12,7 +12,7 @@ import type { ForwardOutputConfig } from '../../../plugin/config/schema.ts';
 import { forwardConfig } from '../../helpers/forward-receiver.ts';
 import { TEST_SECRETS } from '../../helpers/secrets.ts';
 
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/tls/${name}`, import.meta.url));
 
 interface Entry {
   tag: string;
