@@ -22,7 +22,7 @@
  */
 import type net from 'node:net';
 import type { Config, ForwardOutputConfig } from '../config/schema.ts';
-import { ForwardClient, OutboundChunk } from '../output/forward/client.ts';
+import { ForwardClient, OutboundChunk, forwardOptionsFrom } from '../output/forward/client.ts';
 import { newChunkId } from '../output/forward/encoder.ts';
 import { CredentialsError, SidecarError, VendorHttpError } from '../errors.ts';
 import { scrub } from '../telemetry/secrets.ts';
@@ -182,7 +182,7 @@ export async function probeOutput(cfg: ForwardOutputConfig, timeoutMs?: number):
       clearTimeout(timer);
       resolve(v);
     };
-    client = new ForwardClient(cfg, {
+    client = new ForwardClient(forwardOptionsFrom(cfg), {
       events: {
         error: (err) => settle({ service: 'forward', ok: false, text: `error ${err.code}: ${err.message}` }),
         disconnected: ({ error }) => settle({ service: 'forward', ok: false, text: `cannot reach Fluent Bit: ${error.message}` }),

@@ -23,7 +23,7 @@ export class Ext {
 /** The stream is not msgpack, or not a message a forward server would send. */
 export class ProtocolError extends SidecarError {
   constructor(message: string) {
-    super(ErrorCode.FORWARD_CLOSED, message);
+    super(ErrorCode.FORWARD_PROTOCOL, message);
   }
 }
 
