@@ -132,8 +132,9 @@ export class ForwardClient {
    * would make Fluent Bit close the connection and the client resend it forever, blocking every
    * chunk behind it.
    */
-  enqueue(...chunks: OutboundChunk[]): void {
+  enqueue(chunkOrChunks: OutboundChunk | readonly OutboundChunk[]): void {
     if (this.#closed) throw new SidecarError(ErrorCode.OUTPUT_CLOSED, 'forward client is closed');
+    const chunks = Array.isArray(chunkOrChunks) ? chunkOrChunks : [chunkOrChunks as OutboundChunk];
     for (const chunk of chunks) {
       if (chunk.frameBytes > this.#opts.maxFrameBytes) {
         throw new SidecarError(

@@ -86,7 +86,7 @@ export class ForwardSink implements Sink {
     const chunks = parts.map(({ entries, bytes }) => new OutboundChunk(tag, newChunkId(), entries, bytes, onChunkAcked(entries.length, bytes)));
     try {
       // All or none: a record too large for any frame is alone in its chunk, which the client refuses.
-      this.#client.enqueue(...chunks);
+      this.#client.enqueue(chunks);
     } catch (err) {
       fail(err);
       return done;

@@ -162,7 +162,7 @@ test('ForwardClient.enqueue is all or none: one frame over maxFrameBytes refuses
     const big = encodeEntry({ time: { sec: 1, nsec: 0 }, record: { message: 'x'.repeat(70_000) } });
     const over = new OutboundChunk(TAG, newChunkId(), [big], big.length, () => {});
     assert.throws(
-      () => client.enqueue(chunk(), over, chunk()),
+      () => client.enqueue([chunk(), over, chunk()]),
       (e: SidecarError) => e.code === ErrorCode.RECORD_TOO_LARGE && /output\.max_frame_bytes \(65536\)/.test(e.message),
     );
     assert.equal(client.unacked, 0, 'nothing of the refused call is queued');
