@@ -331,7 +331,7 @@ function readUint(b: Buffer, pos: number): number {
 // Client processes
 
 async function runSidecarClient(port: number, records: number): Promise<Omit<ClientResult, 'wireBytes' | 'frames' | 'receivedRecords'>> {
-  const { ForwardSink } = await import('../plugin/forward/sink.ts');
+  const { ForwardSink } = await import('../plugin/output/forward/sink.ts');
   const sink = new ForwardSink(
     {
       type: 'forward',
@@ -449,7 +449,7 @@ export async function runForwardBench(opts: { records?: number } = {}): Promise<
       const seen = JSON.parse(await nextLine(receiver)) as { frames: number; records: number; bytes: number };
       results.push({ ...r, wireBytes: seen.bytes, frames: seen.frames, receivedRecords: seen.records });
     }
-    const { encodeEntry } = await import('../plugin/forward/encoder.ts');
+    const { encodeEntry } = await import('../plugin/output/forward/encoder.ts');
     const entryBytes = encodeEntry({ time: { sec: 1795355887, nsec: 0 }, record: makeRecord(0) }).length;
     const out = { records, recordBytes: RECORD_JSON_BYTES, entryBytes, results };
     printTable(out);

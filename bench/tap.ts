@@ -22,7 +22,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { OutputRecord, Sink, SinkStats } from '../plugin/output/sink.ts';
-import { encodeEntry } from '../plugin/forward/encoder.ts';
+import { encodeEntry } from '../plugin/output/forward/encoder.ts';
 import { Pipeline } from '../plugin/pipeline/pipeline.ts';
 import { StateStore } from '../plugin/state/store.ts';
 import { tapInputSchema } from '../plugin/sources/tap/config.ts';

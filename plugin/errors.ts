@@ -15,7 +15,24 @@ export const ErrorCode = {
   STATE_CORRUPT: 'SIDECAR_ERR_STATE_CORRUPT',
   /** The file system refused a state read or write (LEVEL_IO_ERROR: read-only, full, permissions). */
   STATE_IO: 'SIDECAR_ERR_STATE_IO',
+  /** Fluent Bit refused the shared-key handshake or TLS refused the peer; retried with backoff. */
   FORWARD_HANDSHAKE: 'SIDECAR_ERR_FORWARD_HANDSHAKE',
+  /**
+   * No forward connection could be opened: refused, unreachable, not open within
+   * `connect_timeout_secs`, or a TLS file unreadable. Retried with backoff.
+   */
+  FORWARD_CONNECT: 'SIDECAR_ERR_FORWARD_CONNECT',
+  /** An open forward connection failed (reset, broken pipe); unacknowledged chunks are resent. */
+  FORWARD_CONNECTION_LOST: 'SIDECAR_ERR_FORWARD_CONNECTION_LOST',
+  /** Fluent Bit closed the connection (it does when its input pauses); unacknowledged chunks are resent. */
+  FORWARD_PEER_CLOSED: 'SIDECAR_ERR_FORWARD_PEER_CLOSED',
+  /** A chunk was not acknowledged within `ack_timeout_secs`: the client reconnects and resends it. */
+  FORWARD_ACK_TIMEOUT: 'SIDECAR_ERR_FORWARD_ACK_TIMEOUT',
+  /** Fluent Bit sent bytes that are not msgpack, or a message a forward server does not send. */
+  FORWARD_PROTOCOL: 'SIDECAR_ERR_FORWARD_PROTOCOL',
+  /** Records offered to an output (or its forward client) that is closing or closed. */
+  OUTPUT_CLOSED: 'SIDECAR_ERR_OUTPUT_CLOSED',
+  /** The output (forward or stdout) closed with records not acknowledged: the shutdown timeout ran out. */
   FORWARD_CLOSED: 'SIDECAR_ERR_FORWARD_CLOSED',
   RECORD_TOO_LARGE: 'SIDECAR_ERR_RECORD_TOO_LARGE',
   SHUTDOWN_TIMEOUT: 'SIDECAR_ERR_SHUTDOWN_TIMEOUT',

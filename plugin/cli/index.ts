@@ -1,5 +1,5 @@
 /**
- * The command line (design.md §7): one yargs command per file, as mocha's lib/cli does.
+ * The command line: one yargs command per file, as mocha's lib/cli does.
  * Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure.
  */
 import yargs from 'yargs';

@@ -17,8 +17,8 @@
  */
 import type net from 'node:net';
 import type { Config, ForwardOutputConfig } from '../config/schema.ts';
-import { ForwardClient, OutboundChunk } from '../forward/client.ts';
-import { newChunkId } from '../forward/encoder.ts';
+import { ForwardClient, OutboundChunk, forwardOptionsFrom } from '../output/forward/client.ts';
+import { newChunkId } from '../output/forward/encoder.ts';
 import { scrub } from '../telemetry/secrets.ts';
 import type { Verdict } from '../sources/descriptor.ts';
 import { enabledInputs } from '../sources/registry.ts';
@@ -114,7 +114,7 @@ export async function probeOutput(cfg: ForwardOutputConfig, timeoutMs?: number):
       clearTimeout(timer);
       resolve(v);
     };
-    client = new ForwardClient(cfg, {
+    client = new ForwardClient(forwardOptionsFrom(cfg), {
       events: {
         error: (err) => settle({ service: 'forward', ok: false, text: `error ${err.code}: ${err.message}` }),
         disconnected: ({ error }) => settle({ service: 'forward', ok: false, text: `cannot reach Fluent Bit: ${error.message}` }),

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { OutputConfig } from '../config/schema.ts';
 import type { Clock } from '../util/clock.ts';
-import { ForwardSink } from '../forward/sink.ts';
+import { ForwardSink } from './forward/sink.ts';
 import { StdoutSink } from './stdout.ts';
 import type { Sink } from './sink.ts';
 

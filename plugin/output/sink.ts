@@ -1,5 +1,5 @@
 /**
- * Where records go: Fluent Bit over the forward protocol (forward/sink.ts) or stdout
+ * Where records go: Fluent Bit over the forward protocol (output/forward/sink.ts) or stdout
  * (output/stdout.ts). The pipeline encodes each record once with the sink's own `encode`, sends a
  * batch's encoded records with `send`, and commits the batch's cursor only when `send` resolves,
  * i.e. when every one of those records was acknowledged (forward: `{ack: chunk}` from Fluent Bit;

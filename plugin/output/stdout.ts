@@ -55,7 +55,7 @@ export class StdoutSink implements Sink {
   }
 
   send(tag: string, encoded: Buffer[]): Promise<void> {
-    if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'stdout output is closing; records not accepted'));
+    if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.OUTPUT_CLOSED, 'stdout output is closing; records not accepted'));
     const max = this.maxRecordBytes(tag);
     const big = encoded.findIndex((e) => e.length > max);
     if (big >= 0) {
@@ -92,7 +92,7 @@ export class StdoutSink implements Sink {
   }
 
   waitForCapacity(signal?: AbortSignal): Promise<void> {
-    if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'stdout output is closing'));
+    if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.OUTPUT_CLOSED, 'stdout output is closing'));
     return this.#pending.waitForCapacity(signal);
   }
 
@@ -100,7 +100,7 @@ export class StdoutSink implements Sink {
 
   async close(timeoutMs: number): Promise<number> {
     this.#closing = true;
-    this.#pending.rejectWaiters(new SidecarError(ErrorCode.FORWARD_CLOSED, 'stdout output closed'));
+    this.#pending.rejectWaiters(new SidecarError(ErrorCode.OUTPUT_CLOSED, 'stdout output closed'));
     await this.#pending.drained(timeoutMs);
     const unacked = this.#pending.records;
     if (unacked > 0) for (const fail of [...this.#sends]) fail(new SidecarError(ErrorCode.FORWARD_CLOSED, `stdout output closed with ${unacked} records not written`));

@@ -13,7 +13,7 @@ export interface EventTime {
 
 /**
  * Largest second a record time may carry: Fluent's EventTime holds unsigned 32-bit seconds
- * (plugin/forward/event-time.ts), and 0xFFFFFFFE and above are Fluent Bit's group markers.
+ * (plugin/output/forward/event-time.ts), and 0xFFFFFFFE and above are Fluent Bit's group markers.
  */
 export const EVENT_TIME_MAX_SEC = 0xfffffffd;
 

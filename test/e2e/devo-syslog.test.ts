@@ -16,7 +16,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { forwardOutputSchema } from '../../plugin/config/schema.ts';
-import { ForwardSink } from '../../plugin/forward/sink.ts';
+import { ForwardSink } from '../../plugin/output/forward/sink.ts';
 import { POD_DEFAULT_TAGS } from '../../plugin/sources/pod/config.ts';
 import { TAP_DEFAULT_TAGS } from '../../plugin/sources/tap/config.ts';
 import { freePort, until, accepts } from '../helpers/net.ts';

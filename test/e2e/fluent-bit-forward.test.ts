@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ForwardSink } from '../../plugin/forward/sink.ts';
+import { ForwardSink } from '../../plugin/output/forward/sink.ts';
 import { forwardConfig } from '../helpers/forward-receiver.ts';
 import { startFluentBit } from '../helpers/fluent-bit.ts';
 import { until } from '../helpers/net.ts';

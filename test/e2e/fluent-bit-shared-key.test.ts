@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ForwardOutputConfig } from '../../plugin/config/schema.ts';
 import { ErrorCode, type SidecarError } from '../../plugin/errors.ts';
-import { ForwardSink } from '../../plugin/forward/sink.ts';
+import { ForwardSink } from '../../plugin/output/forward/sink.ts';
 import { Pipeline } from '../../plugin/pipeline/pipeline.ts';
 import { StateStore } from '../../plugin/state/store.ts';
 import { startFluentBit, type FluentBit, type ForwardSecurity } from '../helpers/fluent-bit.ts';

@@ -1,5 +1,5 @@
 /**
- * An in-process forward-protocol receiver for tests, written independently of plugin/forward:
+ * An in-process forward-protocol receiver for tests, written independently of plugin/output/forward:
  * frames are decoded with @msgpack/msgpack (EventTime through an ExtensionCodec for type 0).
  * It accepts Message, Forward and PackedForward (entries as bin or str) and records every entry.
  *

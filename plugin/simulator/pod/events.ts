@@ -4,7 +4,8 @@
  * test can ask which events exist, which time they carry and what their frame is.
  *
  * Event `seq` of a type "happens" at `origin + seq / rate`; its `ts` may be earlier (unsorted
- * delivery, proofpoint-pod.md §0.4). Shapes follow ../../../../shared/fixtures/pod/: message
+ * delivery: the service sends events in the order it stored them, not by `ts`). Shapes follow
+ * the vendor's sample events: message
  * events (~1.5 KB, some with parts ~4 KB, some legacy with `pps` instead of `metadata`), both
  * maillog generations (legacy: `sm.tls`, numeric `pri`, no `metadata`, offset `-07:00`; current:
  * top-level `tls`, string `pri`, `metadata`, offset `-0700`) and audit events (`+0000`).

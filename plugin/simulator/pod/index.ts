@@ -1,5 +1,5 @@
 /**
- * The PoD log-stream simulator (issue 4): `startPodSimulator()` serves ws://127.0.0.1:<port>
+ * The PoD log-stream simulator: `startPodSimulator()` serves ws://127.0.0.1:<port>
  * for tests, the demo and benchmarks. Give `url` as the input's `override_url_base` and
  * `credentials` as its `credentials`. `profiles` picks named readings of the real server's
  * undocumented behaviour (scenario.ts), applied over the defaults and under explicit options.

@@ -1,6 +1,6 @@
 /**
- * A PoD log stream on loopback (design.md §8, issue 4), with the behaviours the real service is
- * documented or reported to have (proofpoint-pod.md §0–1):
+ * A PoD log stream on loopback, with the behaviours the real service is documented or reported
+ * to have (the admission of a session, archive windows and refusals are in upgrade.ts):
  *
  * - `GET /v1/stream?cid=&type=[&sinceTime=&toTime=]` upgraded to a WebSocket; `Authorization:
  *   Bearer <key>` and `cid` checked (401), `type` and times validated (400), other paths 404,
@@ -32,19 +32,19 @@ import https from 'node:https';
 import type net from 'node:net';
 import { once } from 'node:events';
 import { WebSocket, WebSocketServer } from 'ws';
-import { parseTimestamp } from '../../util/time.ts';
-import { hash32, PodEventLog, POD_STREAM_TYPES, type GeneratedEvent, type PodStreamType } from './events.ts';
-import { MALFORMED_KINDS, type PodScenario } from './scenario.ts';
+import type { GeneratedEvent, PodEventLog, PodStreamType } from './events.ts';
+import { FrameWriter, type OpenSession } from './frames.ts';
+import type { PodScenario } from './scenario.ts';
+import { archiveWindow, eventLogOf, forEachServed, newSessionRecord, requestRefusal, writeRefusal } from './upgrade.ts';
 
-const HOUR = 3600_000;
-export const CONFLICT_BODY = 'Exceeded maximum number of sessions per token\r\n';
-export const AUTH_FAILED_BODY = 'Error: Authentication failed.';
+export { ceilHour, floorHour } from './upgrade.ts';
+
+export { AUTH_FAILED_BODY, CONFLICT_BODY } from './upgrade.ts';
+import { CONFLICT_BODY } from './upgrade.ts';
 /** Real timers pace the sockets: how often an idle or held-back session looks again. */
 const POLL_MS = 5;
 /** Frames written per turn of the event loop before yielding. */
 const FRAMES_PER_TURN = 256;
-/** A repeated event is sent again this many events after the first time. */
-const DUPLICATE_DISTANCE = 3;
 
 export interface SessionRecord {
   id: number;
@@ -84,25 +84,6 @@ export interface SessionRecord {
   userAgent?: string;
 }
 
-interface OpenSession {
-  rec: SessionRecord;
-  type: PodStreamType;
-  ws: WebSocket;
-  socket: net.Socket;
-  token: string;
-  pos: number;
-  timer?: NodeJS.Timeout;
-  immediate?: NodeJS.Immediate;
-  closed: boolean;
-  /** Sends not yet handed to the socket (permessage-deflate compresses asynchronously). */
-  unflushed: number;
-  onFlushed?: () => void;
-  pingTimer?: NodeJS.Timeout;
-  pingEvery?: number;
-  /** Archive: stop after this many of the window's events and end with `code`. */
-  cut?: { after: number; code: number };
-}
-
 export interface SimulatorStats {
   framesSent: number;
   eventsSent: number;
@@ -122,34 +103,18 @@ export class PodSimulatorServer {
   readonly #http: http.Server | https.Server;
   readonly #wss: WebSocketServer;
   readonly #open = new Set<OpenSession>();
+  readonly #frames: FrameWriter;
   /** Per token+type: where the next live session resumes and when the last one ended. */
   readonly #resume = new Map<string, { seq: number; at: number }>();
   readonly #attempts = new Map<string, number>();
   /** Accepted archive sessions per window (type, rounded sinceTime, rounded toTime), for `archiveCut`. */
   readonly #windowAttempts = new Map<string, number>();
   #nextId = 1;
-  #malformedTurn = 0;
 
   constructor(scenario: PodScenario) {
     this.scenario = scenario;
-    const rate = Object.fromEntries(POD_STREAM_TYPES.map((t) => [t, typeof scenario.rate === 'number' ? scenario.rate : scenario.rate[t] ?? 0])) as Record<PodStreamType, number>;
-    const maxEvents =
-      scenario.maxEvents === undefined
-        ? undefined
-        : typeof scenario.maxEvents === 'number'
-          ? Object.fromEntries(POD_STREAM_TYPES.map((t) => [t, scenario.maxEvents as number]))
-          : scenario.maxEvents;
-    this.log = new PodEventLog({
-      seed: scenario.seed,
-      origin: scenario.origin ?? scenario.clock.now() - scenario.historyMs,
-      rate,
-      maxEvents,
-      unsortedFraction: scenario.unsortedFraction,
-      unsortedMs: scenario.unsortedMs,
-      largeEvery: scenario.largeEvery,
-      largeFrameBytes: scenario.largeFrameBytes,
-      sharedKeyEvery: scenario.sharedKeyEvery,
-    });
+    this.log = eventLogOf(scenario);
+    this.#frames = new FrameWriter(scenario, this.log, this.stats);
     this.#wss = new WebSocketServer({ noServer: true, perMessageDeflate: scenario.perMessageDeflate, autoPong: false, maxPayload: 1_048_576 });
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
@@ -175,24 +140,16 @@ export class PodSimulatorServer {
 
   /** Drops open sessions (of a type, or all) without a close frame; returns how many. */
   drop(type?: string, how: 'fin' | 'rst' = this.scenario.dropHow): number {
-    let n = 0;
-    for (const s of [...this.#open]) {
-      if (type !== undefined && s.type !== type) continue;
-      this.#drop(s, how);
-      n++;
-    }
-    return n;
+    const dropped = [...this.#open].filter((s) => type === undefined || s.type === type);
+    for (const s of dropped) this.#drop(s, how);
+    return dropped.length;
   }
 
   /** Sends a raw frame to the open sessions of a type; returns how many got it. */
   sendRaw(type: string, text: string): number {
-    let n = 0;
-    for (const s of this.#open) {
-      if (s.type !== type || s.closed) continue;
-      this.#send(s, text);
-      n++;
-    }
-    return n;
+    const open = [...this.#open].filter((s) => s.type === type && !s.closed);
+    for (const s of open) this.#frames.send(s, text);
+    return open.length;
   }
 
   /** Every event key a type's sessions have sent (written to the socket), repeats counted once. */
@@ -210,14 +167,7 @@ export class PodSimulatorServer {
   }
 
   #served(type: PodStreamType, each: (e: GeneratedEvent) => void): void {
-    for (const r of this.sessions) {
-      if (r.type !== type || r.status !== 101 || r.firstSeq === undefined || r.nextSeq === undefined) continue;
-      for (let seq = r.firstSeq; seq < r.nextSeq; seq++) {
-        const e = this.log.event(type, seq);
-        if (r.mode === 'archive' && (e.tsMs < r.windowFrom! || e.tsMs >= r.windowTo!)) continue;
-        each(e);
-      }
-    }
+    forEachServed(this.sessions, this.log, type, each);
   }
 
   /** Applies scenario changes made at runtime to what is already running. */
@@ -245,66 +195,21 @@ export class PodSimulatorServer {
     const type = url.searchParams.get('type') ?? '';
     const token = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '');
     const slot = `${token}\u0000${type}`;
-    const rec: SessionRecord = {
-      id: this.#nextId++,
-      type,
-      mode: 'refused',
-      status: 0,
-      sinceTime: url.searchParams.get('sinceTime') ?? undefined,
-      toTime: url.searchParams.get('toTime') ?? undefined,
-      startedAt: now,
-      userAgent: req.headers['user-agent'],
-      concurrent: 0,
-      framesSent: 0,
-      eventsSent: 0,
-      bytesSent: 0,
-      duplicatesSent: 0,
-      malformedSent: 0,
-      emptyFramesSent: 0,
-      pingsSent: 0,
-      pongsReceived: 0,
-    };
+    const rec = newSessionRecord(this.#nextId++, url, req, now);
     this.sessions.push(rec);
-    const refuse = (status: number, body: string, contentType = 'text/plain;charset=iso-8859-1') => {
+    const refuse = (status: number, body: string) => {
       rec.status = status;
       rec.body = body;
       rec.endedAt = now;
       this.stats.refused[status] = (this.stats.refused[status] ?? 0) + 1;
-      const payload = Buffer.from(body, 'latin1');
-      socket.end(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: ${contentType}\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n\r\n${body}`,
-        'latin1',
-      );
+      writeRefusal(socket, status, body);
     };
-    if (url.pathname !== '/v1/stream') return refuse(404, 'Invalid URL or protocol (http/https not supported)');
-    if (req.method !== 'GET') return refuse(405, 'Method Not Allowed');
-    if (req.headers.authorization === undefined || req.headers.authorization !== `Bearer ${this.scenario.apiKey}`) return refuse(401, AUTH_FAILED_BODY);
-    const cid = url.searchParams.get('cid');
-    if (!cid || !type) return refuse(400, 'Missing or empty cid or type');
-    if (cid !== this.scenario.clusterId) return refuse(401, AUTH_FAILED_BODY);
-    if (!(POD_STREAM_TYPES as readonly string[]).includes(type)) return refuse(400, `Invalid type: ${type}`);
+    const refusal = requestRefusal(req, url, this.scenario);
+    if (refusal) return refuse(...refusal);
     const streamType = type as PodStreamType;
-    const forced = this.scenario.refuseTypes[streamType];
-    if (forced) return refuse(forced.status, forced.body);
-
-    let window: { from: number; to: number; key: string } | undefined;
-    if (rec.sinceTime !== undefined || rec.toTime !== undefined) {
-      const since = rec.sinceTime === undefined ? undefined : parseTimestamp(rec.sinceTime);
-      const to = rec.toTime === undefined ? undefined : parseTimestamp(rec.toTime);
-      if (rec.sinceTime === undefined) return refuse(400, 'toTime requires sinceTime');
-      if (!since) return refuse(400, `Invalid sinceTime: ${rec.sinceTime}`);
-      if (rec.toTime !== undefined && !to) return refuse(400, `Invalid toTime: ${rec.toTime}`);
-      const sinceMs = since.sec * 1000 + since.nsec / 1e6;
-      const toMs = to ? to.sec * 1000 + to.nsec / 1e6 : undefined;
-      if (toMs !== undefined && toMs <= sinceMs) return refuse(400, 'Invalid toTime: not after sinceTime');
-      const toCeil = toMs === undefined ? undefined : ceilHour(toMs, offsetOf(rec.toTime!));
-      if (this.scenario.rejectFutureToTime && toCeil !== undefined && toCeil > now) return refuse(400, `Invalid toTime: ${rec.toTime}: rounded up to the hour it is in the future`);
-      const from = Math.max(floorHour(sinceMs, offsetOf(rec.sinceTime)), floorHour(now - this.scenario.archiveMaxAgeMs, 0) + HOUR);
-      const end = Math.min(toCeil ?? Infinity, now - this.scenario.archiveStalenessMs);
-      // The window as asked for (rounded), not as cut by staleness: a retry a moment later asks
-      // for the same window although now has moved.
-      window = { from, to: Math.max(from, end), key: `${streamType}\u0000${from}\u0000${toCeil ?? 'open'}` };
-    }
+    const asked = archiveWindow(rec, streamType, now, this.scenario);
+    if (asked && 'refusal' in asked) return refuse(...asked.refusal);
+    const window = asked?.window;
     const mode = window ? 'archive' : 'live';
 
     const attempts = (this.#attempts.get(streamType) ?? 0) + 1;
@@ -373,7 +278,7 @@ export class PodSimulatorServer {
       const available = this.log.count(s.type, this.scenario.clock.now());
       let n = 0;
       while (s.pos < available && n < FRAMES_PER_TURN && s.ws.bufferedAmount < this.scenario.highWaterBytes && s.ws.readyState === WebSocket.OPEN) {
-        this.#sendEvent(s, s.pos);
+        this.#frames.event(s, s.pos);
         s.pos++;
         s.rec.nextSeq = s.pos;
         n++;
@@ -406,7 +311,7 @@ export class PodSimulatorServer {
         const e = this.log.event(s.type, s.pos);
         if (e.tsMs >= from && e.tsMs < to) {
           if (s.cut && s.rec.eventsSent >= s.cut.after) return this.#cutArchive(s);
-          this.#sendEvent(s, s.pos, e);
+          this.#frames.event(s, s.pos, e);
           n++;
         }
         s.pos++;
@@ -454,63 +359,6 @@ export class PodSimulatorServer {
     s.pingTimer.unref();
   }
 
-  #sendEvent(s: OpenSession, seq: number, e: GeneratedEvent = this.log.event(s.type, seq)): void {
-    this.#send(s, e.text);
-    s.rec.eventsSent++;
-    this.stats.eventsSent++;
-    const sc = this.scenario;
-    const earlier = seq - DUPLICATE_DISTANCE;
-    if (sc.duplicateEvery > 0 && earlier >= (s.rec.firstSeq ?? 0) && hash32(sc.seed, 77, earlier, s.type.length) % sc.duplicateEvery === 0) {
-      const d = this.log.event(s.type, earlier);
-      if (s.rec.mode === 'live' || (d.tsMs >= s.rec.windowFrom! && d.tsMs < s.rec.windowTo!)) {
-        this.#send(s, d.text);
-        s.rec.duplicatesSent++;
-        this.stats.duplicatesSent++;
-      }
-    }
-    if (sc.malformedEvery > 0 && s.rec.eventsSent % sc.malformedEvery === 0) {
-      this.#send(s, this.#malformed(s.type, e));
-      s.rec.malformedSent++;
-      this.stats.malformedSent++;
-    }
-    if (sc.emptyFrameEvery > 0 && s.rec.eventsSent % sc.emptyFrameEvery === 0) {
-      this.#send(s, '');
-      s.rec.emptyFramesSent++;
-      this.stats.emptyFramesSent++;
-    }
-  }
-
-  #malformed(type: PodStreamType, e: GeneratedEvent): string {
-    const kind = MALFORMED_KINDS[this.#malformedTurn++ % MALFORMED_KINDS.length]!;
-    const idField = type === 'maillog' ? 'id' : 'guid';
-    switch (kind) {
-      case 'not_json':
-        return `<html>502 Bad Gateway ${e.seq}</html>`;
-      case 'array':
-        return JSON.stringify([{ [idField]: `bad-${e.key}`, ts: e.ts }]);
-      case 'no_id':
-        return JSON.stringify({ ts: e.ts, note: 'no identity' });
-      case 'bad_ts':
-        return JSON.stringify({ [idField]: `bad-${e.key}`, ts: 'yesterday at noon' });
-      case 'no_ts':
-        return JSON.stringify({ [idField]: `bad-${e.key}` });
-      case 'truncated':
-        return e.text.slice(0, Math.floor(e.text.length / 2));
-    }
-  }
-
-  #send(s: OpenSession, text: string): void {
-    if (s.ws.readyState !== WebSocket.OPEN) return;
-    s.unflushed++;
-    s.ws.send(text, () => {
-      if (--s.unflushed === 0 && s.onFlushed) s.onFlushed();
-    });
-    s.rec.framesSent++;
-    s.rec.bytesSent += Buffer.byteLength(text);
-    this.stats.framesSent++;
-    this.stats.bytesSent += text.length;
-  }
-
   #drop(s: OpenSession, how: 'fin' | 'rst'): void {
     if (s.closed) return;
     s.rec.end = 'drop';
@@ -546,19 +394,4 @@ export class PodSimulatorServer {
 function plain(res: http.ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain;charset=iso-8859-1', connection: 'close' });
   res.end(body);
-}
-
-export function floorHour(ms: number, offsetMin: number): number {
-  const off = offsetMin * 60_000;
-  return Math.floor((ms + off) / HOUR) * HOUR - off;
-}
-
-export function ceilHour(ms: number, offsetMin: number): number {
-  const off = offsetMin * 60_000;
-  return Math.ceil((ms + off) / HOUR) * HOUR - off;
-}
-
-function offsetOf(text: string): number {
-  const m = /([+-])(\d{2}):?(\d{2})$/.exec(text.trim());
-  return m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : 0;
 }

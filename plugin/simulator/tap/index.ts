@@ -1,5 +1,5 @@
 /**
- * The TAP half of the simulator (design.md §8): start it, point `override_url_base` at `url`, and use
+ * The TAP half of the simulator: start it, point `override_url_base` at `url`, and use
  * `credentials`. The scenario can be changed while it runs (rates, quirks, injected failures), and
  * `truth()` says which events a correct collector must deliver for a span of time, by the
  * simulator's own notion of identity (`logicalKey`), so tests need not trust the collector's.

@@ -1,5 +1,5 @@
 /**
- * The TAP SIEM API on loopback (design.md §8, proofpoint-tap.md §2): Basic auth, the six endpoints,
+ * The TAP SIEM API on loopback, as Proofpoint documents it: Basic auth, the six endpoints,
  * the window rules with the API's 400 texts, 200 with empty or missing arrays and 204, the per-pool
  * rolling budget with 429 (no Retry-After), and injected failures. Every request is logged with
  * what the simulator made of it, so tests can check that each one was a valid window.
@@ -14,7 +14,7 @@ import type { InjectedFailure, TapScenario } from './scenario.ts';
 
 export type SimPool = 'shared' | 'clicksPermitted';
 
-/** The six endpoints and the arrays each returns (proofpoint-tap.md §2.2). */
+/** The six endpoints and the arrays each returns (`/issues`: permitted clicks and delivered messages). */
 export const SIM_ENDPOINTS: Record<string, readonly TapServiceName[]> = {
   '/v2/siem/clicks/blocked': ['clicksBlocked'],
   '/v2/siem/clicks/permitted': ['clicksPermitted'],
@@ -24,7 +24,7 @@ export const SIM_ENDPOINTS: Record<string, readonly TapServiceName[]> = {
   '/v2/siem/all': TAP_SERVICES,
 };
 
-/** The vendor's texts (proofpoint-tap.md §2.4). */
+/** The vendor's texts, word for word: collectors match on them. */
 export const TEXT = {
   tooFarBack: 'The requested start time is too far into the past. Requests for information up to 7.00d are accepted',
   stillCurrent: 'The requested interval is still current.',
@@ -146,30 +146,9 @@ export class TapSimServer {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
-    this.#pending++;
-    let counted = true;
-    const done = () => {
-      rec.endedAt ??= this.#sc.clock.now();
-      if (counted) this.#pending--;
-      counted = false;
-    };
-    res.once('finish', done);
-    res.once('close', done);
     const now = this.#sc.clock.now();
     const url = new URL(req.url ?? '/', 'http://sim');
-    const query: Record<string, string[]> = {};
-    for (const [k, v] of url.searchParams) (query[k] ??= []).push(v);
-    const rec: SimRequest = {
-      at: now,
-      method: req.method ?? '',
-      path: url.pathname,
-      query,
-      status: 0,
-      events: 0,
-      authorized: false,
-      userAgent: req.headers['user-agent'],
-    };
-    this.requests.push(rec);
+    const rec = this.#track(req, res, url, now);
     const reply = (status: number, body?: string, type = 'text/plain; charset=utf-8') => {
       rec.status = status;
       if (body === undefined || status === 204) {
@@ -194,25 +173,58 @@ export class TapSimServer {
       return;
     }
     if (failure?.kind === 'hang') return; // the client's timeout ends it; close() destroys it
+    if (!this.#spend(`${user}|${pool}`, now)) return reply(429, TEXT.throttled);
+    if (failure?.kind === 'status') return reply(failure.status, failure.body ?? defaultText(failure.status));
 
-    // The rolling budget: 429 until 24 h past the oldest counted request (429s are not counted).
-    const key = `${user}|${pool}`;
-    const times = (this.#budget.get(key) ?? []).filter((t) => t > now - this.#sc.budgetWindowMs);
-    this.#budget.set(key, times);
-    if (times.length >= this.#sc.budgetPerPool) return reply(429, TEXT.throttled);
-    times.push(now);
-
-    if (failure?.kind === 'status') {
-      return reply(failure.status, failure.body ?? defaultText(failure.status));
-    }
-
-    const selected = this.#window(query, now, rec);
+    const selected = this.#window(rec.query, now, rec);
     if (typeof selected === 'string') {
       rec.refusal = selected;
       return reply(400, selected);
     }
     rec.window = selected;
+    const answer = this.#answer(services, rec, selected, now);
+    return reply(answer.status, answer.body, answer.type);
+  }
 
+  /** Logs the request in `requests` and counts it as pending until answered or dropped. */
+  #track(req: IncomingMessage, res: ServerResponse, url: URL, now: number): SimRequest {
+    const query: Record<string, string[]> = {};
+    for (const [k, v] of url.searchParams) (query[k] ??= []).push(v);
+    const rec: SimRequest = {
+      at: now,
+      method: req.method ?? '',
+      path: url.pathname,
+      query,
+      status: 0,
+      events: 0,
+      authorized: false,
+      userAgent: req.headers['user-agent'],
+    };
+    this.requests.push(rec);
+    this.#pending++;
+    let counted = true;
+    const done = () => {
+      rec.endedAt ??= this.#sc.clock.now();
+      if (counted) this.#pending--;
+      counted = false;
+    };
+    res.once('finish', done);
+    res.once('close', done);
+    return rec;
+  }
+
+  /** The rolling budget: false (429) until 24 h past the oldest counted request; 429s are not counted. */
+  #spend(key: string, now: number): boolean {
+    const times = (this.#budget.get(key) ?? []).filter((t) => t > now - this.#sc.budgetWindowMs);
+    this.#budget.set(key, times);
+    if (times.length >= this.#sc.budgetPerPool) return false;
+    times.push(now);
+    return true;
+  }
+
+  /** The answer to a valid window: the events visible by now, in the requested format and empty style. */
+  #answer(services: readonly TapServiceName[], rec: SimRequest, selected: { start: number; end: number }, now: number): { status: number; body?: string; type?: string } {
+    const query = rec.query;
     const statuses = new Set((query['threatStatus'] ?? ['active', 'cleared']).map((s) => s.toLowerCase()));
     const types = query['threatType'] ? new Set(query['threatType']) : undefined;
     const arrays: Partial<Record<TapServiceName, Record<string, unknown>[]>> = {};
@@ -231,21 +243,22 @@ export class TapSimServer {
     if (format !== 'json') {
       // The API's default is syslog; a collector that forgets format=json gets lines it cannot parse.
       const lines = services.flatMap((s) => (arrays[s] ?? []).map((b) => `${apiTime(now)} tap-siem ${s}: ${JSON.stringify(b)}`));
-      return reply(200, lines.join('\n'));
+      return { status: 200, body: lines.join('\n') };
     }
+    const json = 'application/json';
     if (total === 0) {
       const style = this.#sc.quirks.emptyResponse === 'mixed' ? order.pick(['200', 'missing', '204'] as const) : this.#sc.quirks.emptyResponse;
-      if (style === '204') return reply(204);
+      if (style === '204') return { status: 204 };
       const body: Record<string, unknown> = { queryEndTime: apiTime(selected.end) };
       if (style === '200') for (const s of services) body[s] = [];
-      return reply(200, JSON.stringify(body), 'application/json');
+      return { status: 200, body: JSON.stringify(body), type: json };
     }
     const body: Record<string, unknown> = { queryEndTime: apiTime(selected.end) };
     for (const s of services) {
       const name = s === 'messagesDelivered' && order.chance(this.#sc.quirks.malformedKeys) ? 'messagesDelivered:' : s;
       body[name] = arrays[s];
     }
-    return reply(200, JSON.stringify(body), 'application/json');
+    return { status: 200, body: JSON.stringify(body), type: json };
   }
 
   #authorize(header: string | undefined): string | undefined {

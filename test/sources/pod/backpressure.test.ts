@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { startPodSimulator } from '../../../plugin/simulator/pod/index.ts';
-import { ForwardSink } from '../../../plugin/forward/sink.ts';
+import { ForwardSink } from '../../../plugin/output/forward/sink.ts';
 import { ForwardReceiver, forwardConfig } from '../../helpers/forward-receiver.ts';
 import { tmpDir } from '../../helpers/tmp.ts';
 import { podConfig, repeats, simBase, startSidecar, until } from './harness.ts';

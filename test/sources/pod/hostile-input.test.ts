@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { startPodSimulator } from '../../../plugin/simulator/pod/index.ts';
-import { ForwardSink } from '../../../plugin/forward/sink.ts';
+import { ForwardSink } from '../../../plugin/output/forward/sink.ts';
 import { compactJson } from '../../../plugin/sources/pod/identity.ts';
 import { ForwardReceiver, forwardConfig } from '../../helpers/forward-receiver.ts';
 import { tmpDir } from '../../helpers/tmp.ts';

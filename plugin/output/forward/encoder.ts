@@ -6,13 +6,13 @@
  *
  * Entries go as `bin` (the spec's SHOULD; Fluent Bit accepts `bin` and `str`). `chunk` must be a
  * msgpack str or Fluent Bit closes the connection, and it is what makes Fluent Bit ack only after
- * the append succeeded (forward-and-devo.md §0.2). A frame over Fluent Bit's `buffer_max_size`
+ * the append succeeded (in_forward acks only chunks it stored). A frame over Fluent Bit's `buffer_max_size`
  * closes the connection too, so frame sizes are computed exactly (`packedForwardSize`) and a
  * record that cannot fit alone (`maxEntryBytes`) must be dead-lettered, never sent.
  */
 import { randomBytes } from 'node:crypto';
 import { Packr, addExtension } from 'msgpackr';
-import type { OutputRecord } from '../output/sink.ts';
+import type { OutputRecord } from '../sink.ts';
 import { checkEventTime, writeEventTime, EVENT_TIME_BYTES } from './event-time.ts';
 
 /** Characters of a chunk id: base64 of 16 bytes. */

@@ -22,7 +22,7 @@
  * and never carry the key or the password.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { SidecarError, ErrorCode } from '../errors.ts';
+import { SidecarError, ErrorCode } from '../../errors.ts';
 import type { Value } from './reader.ts';
 
 export interface HandshakeCredentials {

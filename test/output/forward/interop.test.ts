@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { FluentServer, EventTime } from '@fluent-org/logger';
-import { ForwardSink } from '../../plugin/forward/sink.ts';
-import type { ForwardOutputConfig } from '../../plugin/config/schema.ts';
-import { forwardConfig } from '../helpers/forward-receiver.ts';
-import { TEST_SECRETS } from '../helpers/secrets.ts';
+import { ForwardSink } from '../../../plugin/output/forward/sink.ts';
+import type { ForwardOutputConfig } from '../../../plugin/config/schema.ts';
+import { forwardConfig } from '../../helpers/forward-receiver.ts';
+import { TEST_SECRETS } from '../../helpers/secrets.ts';
 
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/tls/${name}`, import.meta.url));
 
 interface Entry {
   tag: string;

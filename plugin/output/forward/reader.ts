@@ -2,12 +2,13 @@
  * A small msgpack reader for what Fluent Bit sends back: HELO, PONG and `{ack: chunk}`.
  *
  * Byte-level on purpose: HELO's nonce and auth are 16 random bytes inside a msgpack *str*, and
- * any decoder that turns str into a JS string corrupts them (forward-and-devo.md §2, §8), so str
+ * any decoder that turns str into a JS string corrupts them (the shared-key digests in handshake.ts
+ * hash those raw bytes), so str
  * and bin both come out as Buffers and the caller decides what is text. Map keys are read as
  * UTF-8 strings. Server messages arrive on a byte stream where one message can be split across
  * `data` events and several can share one: `MessageReader` buffers and yields whole messages.
  */
-import { SidecarError, ErrorCode } from '../errors.ts';
+import { SidecarError, ErrorCode } from '../../errors.ts';
 
 export type Value = null | boolean | number | Buffer | Value[] | Map<string, Value> | Ext;
 
@@ -22,7 +23,7 @@ export class Ext {
 /** The stream is not msgpack, or not a message a forward server would send. */
 export class ProtocolError extends SidecarError {
   constructor(message: string) {
-    super(ErrorCode.FORWARD_CLOSED, message);
+    super(ErrorCode.FORWARD_PROTOCOL, message);
   }
 }
 

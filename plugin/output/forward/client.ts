@@ -2,91 +2,36 @@
  * One forward connection to Fluent Bit, kept up for the sink's lifetime.
  *
  * Contract:
- * - Chunks go out in the order they were queued, up to `max_chunks_in_flight` unacknowledged at
+ * - Chunks go out in the order they were queued, up to `maxChunksInFlight` unacknowledged at
  *   once; an ack `{ack: <chunk>}` is matched by chunk id, in any order.
  * - A chunk leaves the client only when acknowledged. When the connection drops (Fluent Bit
  *   closes every connection when its input pauses, an oversize or unparsable frame closes it
- *   too), or a chunk is not acked within `ack_timeout_secs`, the connection is destroyed and,
+ *   too), or a chunk is not acked within `ackTimeoutSecs`, the connection is destroyed and,
  *   after a capped, jittered exponential backoff, every unacknowledged chunk is written again in
  *   its original order with the same chunk id. Delivery is at-least-once.
- * - With a shared key nothing is written before PONG verifies: Fluent Bit silently drops data
+ * - With credentials nothing is written before PONG verifies: Fluent Bit silently drops data
  *   that arrives earlier, acks included.
  * - Nothing is written besides PING and frames: no `nil` heartbeat (Fluent Bit closes on it).
  * - The byte stream from the server is read incrementally; acks split across `data` events or
  *   several in one are both fine.
  * - All timers (connect, ack, backoff) run on the injected Clock.
+ *
+ * Options come from the configuration through `forwardOptionsFrom` (options.ts).
  */
-import net from 'node:net';
-import tls from 'node:tls';
-import os from 'node:os';
-import { readFileSync } from 'node:fs';
+import type net from 'node:net';
 import type { Logger } from 'pino';
-import type { ForwardOutputConfig } from '../config/schema.ts';
-import { ErrorCode, SidecarError } from '../errors.ts';
-import { silentLogger } from '../telemetry/logger.ts';
-import { Backoff } from '../util/backoff.ts';
-import { systemClock, type Clock } from '../util/clock.ts';
-import { packedForwardEnvelope, packedForwardSize } from './encoder.ts';
-import {
-  encodePing,
-  HandshakeError,
-  isHelo,
-  newSalt,
-  parseHelo,
-  verifyPong,
-  type HandshakeCredentials,
-  type Helo,
-} from './handshake.ts';
+import { ErrorCode, SidecarError } from '../../errors.ts';
+import { silentLogger } from '../../telemetry/logger.ts';
+import { Backoff } from '../../util/backoff.ts';
+import { systemClock, type Clock } from '../../util/clock.ts';
+import { OutboundChunk } from './chunk.ts';
+import { encodePing, HandshakeError, isHelo, newSalt, parseHelo, verifyPong, type Helo } from './handshake.ts';
+import { describeTarget, type ForwardConnectionOptions } from './options.ts';
 import { MessageReader, ProtocolError, type Value } from './reader.ts';
+import { openForwardSocket, socketFailure } from './socket.ts';
 
-/**
- * A PackedForward chunk waiting for its ack. It keeps its entries (views the caller encoded once)
- * and a small envelope, and is written as `head, entries..., tail` in one vectored write, as
- * often as reconnects require; it lets go of everything once acked.
- */
-export class OutboundChunk {
-  readonly id: string;
-  readonly tag: string;
-  readonly records: number;
-  readonly payloadBytes: number;
-  readonly frameBytes: number;
-  /** Times written to a connection. */
-  writes = 0;
-  #onAcked: (() => void) | undefined;
-  #entries: readonly Uint8Array[] | undefined;
-  #envelope: { head: Buffer; tail: Buffer } | undefined;
-
-  constructor(tag: string, id: string, entries: readonly Uint8Array[], payloadBytes: number, onAcked: () => void) {
-    this.tag = tag;
-    this.id = id;
-    this.records = entries.length;
-    this.payloadBytes = payloadBytes;
-    this.frameBytes = packedForwardSize(Buffer.byteLength(tag, 'utf8'), entries.length, payloadBytes, Buffer.byteLength(id, 'utf8'));
-    this.#entries = entries;
-    this.#onAcked = onAcked;
-  }
-
-  /** Writes the whole frame to `socket` as one vectored write. */
-  writeTo(socket: net.Socket): void {
-    const entries = this.#entries;
-    if (entries === undefined) throw new Error(`chunk ${this.id} was already acknowledged`);
-    this.#envelope ??= packedForwardEnvelope(this.tag, this.records, this.payloadBytes, this.id);
-    socket.cork();
-    socket.write(this.#envelope.head);
-    for (const e of entries) socket.write(e);
-    socket.write(this.#envelope.tail);
-    socket.uncork();
-    this.writes++;
-  }
-
-  acked(): void {
-    const onAcked = this.#onAcked;
-    this.#entries = undefined;
-    this.#envelope = undefined;
-    this.#onAcked = undefined;
-    onAcked?.();
-  }
-}
+export { OutboundChunk } from './chunk.ts';
+export { forwardOptionsFrom, type ForwardConnectionOptions } from './options.ts';
 
 /** What the client reports as it goes; telemetry hooks in here. */
 export interface ForwardEvents {
@@ -98,7 +43,8 @@ export interface ForwardEvents {
   acked?(info: { chunk: string; records: number; latencyMs: number }): void;
 }
 
-export interface ForwardClientOptions {
+/** What the client is given besides its options: time, logging, jitter, event hooks. */
+export interface ForwardClientDeps {
   clock?: Clock;
   logger?: Logger;
   random?: () => number;
@@ -133,12 +79,11 @@ export interface ForwardClientStats {
 }
 
 export class ForwardClient {
-  readonly #cfg: ForwardOutputConfig;
+  readonly #opts: ForwardConnectionOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #events: ForwardEvents;
   readonly #backoff: Backoff;
-  readonly #creds: HandshakeCredentials | undefined;
   readonly #target: string;
 
   /** Chunks not written on the current connection, oldest first, from index #head. */
@@ -156,28 +101,19 @@ export class ForwardClient {
   #lastAckLatencyMs: number | undefined;
   #lastError: SidecarError | undefined;
 
-  constructor(cfg: ForwardOutputConfig, opts: ForwardClientOptions = {}) {
-    this.#cfg = cfg;
-    this.#clock = opts.clock ?? systemClock;
-    this.#log = opts.logger ?? silentLogger();
-    this.#events = opts.events ?? {};
+  constructor(opts: ForwardConnectionOptions, deps: ForwardClientDeps = {}) {
+    this.#opts = opts;
+    this.#clock = deps.clock ?? systemClock;
+    this.#log = deps.logger ?? silentLogger();
+    this.#events = deps.events ?? {};
     this.#backoff = new Backoff({
-      minMs: cfg.reconnect_initial_secs * 1000,
-      maxMs: Math.max(cfg.reconnect_initial_secs, cfg.reconnect_max_secs) * 1000,
-      ...(opts.random ? { random: opts.random } : {}),
+      minMs: opts.reconnectInitialMs,
+      maxMs: Math.max(opts.reconnectInitialMs, opts.reconnectMaxMs),
+      ...(deps.random ? { random: deps.random } : {}),
     });
-    this.#creds =
-      cfg.shared_key === undefined
-        ? undefined
-        : {
-            sharedKey: cfg.shared_key,
-            selfHostname: cfg.self_hostname ?? os.hostname(),
-            ...(cfg.username !== undefined ? { username: cfg.username } : {}),
-            ...(cfg.password !== undefined ? { password: cfg.password } : {}),
-          };
-    this.#target = (cfg.unix_path !== undefined ? `unix:${cfg.unix_path}` : `${cfg.host}:${cfg.port}`) + (cfg.tls ? ' (TLS)' : '');
-    if (cfg.tls && cfg.tls.verify === false) {
-      this.#log.warn({ target: this.#target }, 'forward: TLS certificate verification is off (output.tls.verify: false)');
+    this.#target = describeTarget(opts);
+    if (opts.tls && opts.tls.verify === false) {
+      this.#log.warn({ target: this.#target }, 'TLS certificate verification of Fluent Bit is off (output.tls.verify: false).');
     }
   }
 
@@ -188,17 +124,26 @@ export class ForwardClient {
     this.#connect();
   }
 
-  /** Queues a chunk behind every chunk queued before it. */
-  enqueue(chunk: OutboundChunk): void {
-    if (this.#closed) throw new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward client is closed');
-    if (chunk.frameBytes > this.#cfg.max_frame_bytes) {
-      // The sink splits by max_frame_bytes; getting here is a bug, and sending would loop forever.
-      throw new SidecarError(
-        ErrorCode.RECORD_TOO_LARGE,
-        `a ${chunk.frameBytes}-byte frame exceeds output.max_frame_bytes (${this.#cfg.max_frame_bytes})`,
-      );
+  /**
+   * Queues chunks, in order, behind every chunk queued before them: all of them or, when one is
+   * refused, none. The frame guard stays here although the pipeline dead-letters every record
+   * over the sink's `maxRecordBytes` (and the sink cuts frames within `maxFrameBytes`): the client
+   * is also used on its own (`check --online`, plugin/cli/online.ts), and a frame over the limit
+   * would make Fluent Bit close the connection and the client resend it forever, blocking every
+   * chunk behind it.
+   */
+  enqueue(chunkOrChunks: OutboundChunk | readonly OutboundChunk[]): void {
+    if (this.#closed) throw new SidecarError(ErrorCode.OUTPUT_CLOSED, 'forward client is closed');
+    const chunks = Array.isArray(chunkOrChunks) ? chunkOrChunks : [chunkOrChunks as OutboundChunk];
+    for (const chunk of chunks) {
+      if (chunk.frameBytes > this.#opts.maxFrameBytes) {
+        throw new SidecarError(
+          ErrorCode.RECORD_TOO_LARGE,
+          `a ${chunk.frameBytes}-byte frame (${chunk.records} records) under tag "${chunk.tag}" exceeds output.max_frame_bytes (${this.#opts.maxFrameBytes})`,
+        );
+      }
     }
-    this.#queue.push(chunk);
+    for (const chunk of chunks) this.#queue.push(chunk);
     this.#pump();
   }
 
@@ -210,7 +155,7 @@ export class ForwardClient {
     this.#cancelRetry = undefined;
     const conn = this.#conn;
     if (conn) {
-      conn.error ??= new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward client closed');
+      conn.error ??= new SidecarError(ErrorCode.OUTPUT_CLOSED, 'forward client closed');
       this.#detach(conn);
       conn.socket.destroy();
     }
@@ -242,11 +187,10 @@ export class ForwardClient {
     if (this.#closed) return;
     let socket: net.Socket;
     try {
-      socket = this.#openSocket();
+      socket = openForwardSocket(this.#opts);
     } catch (err) {
       // Unreadable TLS files and the like: report, and try again later (the file may appear).
-      const e = new SidecarError(ErrorCode.FORWARD_CLOSED, `cannot connect to ${this.#target}: ${(err as Error).message}`, { cause: err });
-      this.#reportError(e);
+      this.#reportError(new SidecarError(ErrorCode.FORWARD_CONNECT, `cannot connect to ${this.#target}: ${(err as Error).message}`, { cause: err }));
       this.#scheduleRetry();
       return;
     }
@@ -254,46 +198,28 @@ export class ForwardClient {
     this.#conn = conn;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.once(this.#cfg.tls ? 'secureConnect' : 'connect', () => this.#onOpen(conn));
+    socket.once(this.#opts.tls ? 'secureConnect' : 'connect', () => this.#onOpen(conn));
     socket.on('data', (data: Buffer) => this.#onData(conn, data));
     socket.on('error', (err) => {
-      conn.error ??= this.#describeSocketError(err);
+      const failure = socketFailure(err, this.#target, conn.phase !== 'connecting');
+      if (failure.code === ErrorCode.FORWARD_HANDSHAKE) this.#reportError(failure);
+      conn.error ??= failure;
     });
     socket.once('close', () => this.#onClose(conn));
-    const secs = this.#cfg.connect_timeout_secs;
-    conn.cancelConnectTimer = this.#clock.setTimer(secs * 1000, () => {
-      const why =
-        conn.phase === 'connecting'
-          ? new SidecarError(ErrorCode.FORWARD_CLOSED, `could not connect to ${this.#target} within ${secs} s`)
-          : conn.phase === 'helo'
-            ? new HandshakeError(
-                `connected to ${this.#target} but no HELO arrived within ${secs} s: is shared_key set on Fluent Bit's forward input?`,
-              )
-            : new HandshakeError(`no PONG from ${this.#target} within ${secs} s after PING`);
-      this.#fail(conn, why);
-    });
+    const secs = this.#opts.connectTimeoutSecs;
+    conn.cancelConnectTimer = this.#clock.setTimer(secs * 1000, () => this.#fail(conn, this.#connectTimeout(conn.phase, secs)));
   }
 
-  #openSocket(): net.Socket {
-    const { host, port, unix_path: path } = this.#cfg;
-    const where = path !== undefined ? { path } : { host, port };
-    const t = this.#cfg.tls;
-    if (!t) return net.connect(where);
-    const servername = t.servername ?? (path === undefined && net.isIP(host) === 0 ? host : undefined);
-    return tls.connect({
-      ...where,
-      ...(servername !== undefined ? { servername } : {}),
-      ...(t.ca_file !== undefined ? { ca: readFileSync(t.ca_file) } : {}),
-      ...(t.cert_file !== undefined ? { cert: readFileSync(t.cert_file) } : {}),
-      ...(t.key_file !== undefined ? { key: readFileSync(t.key_file) } : {}),
-      // Node checks the certificate against `servername` when given, else against `host`.
-      rejectUnauthorized: t.verify,
-    });
+  /** Why the connection did not get ready within `connectTimeoutSecs`, by the step it was at. */
+  #connectTimeout(phase: Phase, secs: number): SidecarError {
+    if (phase === 'connecting') return new SidecarError(ErrorCode.FORWARD_CONNECT, `could not connect to ${this.#target} within ${secs} s`);
+    if (phase === 'helo') return new HandshakeError(`connected to ${this.#target} but no HELO arrived within ${secs} s: is shared_key set on Fluent Bit's forward input?`);
+    return new HandshakeError(`no PONG from ${this.#target} within ${secs} s after PING`);
   }
 
   #onOpen(conn: Connection): void {
     if (conn !== this.#conn) return;
-    if (this.#creds) conn.phase = 'helo';
+    if (this.#opts.credentials) conn.phase = 'helo';
     else this.#ready(conn);
   }
 
@@ -306,7 +232,7 @@ export class ForwardClient {
     this.#everConnected = true;
     this.#lastError = undefined;
     if (this.unacked === 0) this.#backoff.reset();
-    this.#log.info({ target: this.#target, resend: this.#queue.length - this.#head }, 'forward: connected to Fluent Bit');
+    this.#log.info({ target: this.#target, resend: this.#queue.length - this.#head }, 'Connected to Fluent Bit.');
     this.#events.connected?.({ target: this.#target, reconnect });
     this.#pump();
   }
@@ -324,26 +250,23 @@ export class ForwardClient {
   }
 
   #onMessage(conn: Connection, msg: Value): void {
+    const creds = this.#opts.credentials;
     switch (conn.phase) {
-      case 'helo': {
-        const creds = this.#creds!;
+      case 'helo':
         conn.helo = parseHelo(msg);
         conn.salt = newSalt();
-        conn.socket.write(encodePing(conn.helo, creds, conn.salt));
+        conn.socket.write(encodePing(conn.helo, creds!, conn.salt));
         conn.phase = 'pong';
         return;
-      }
       case 'pong': {
-        const server = verifyPong(msg, conn.helo!, this.#creds!, conn.salt!);
-        this.#log.debug({ target: this.#target, server }, 'forward: shared-key handshake done');
+        const server = verifyPong(msg, conn.helo!, creds!, conn.salt!);
+        this.#log.debug({ target: this.#target, server }, 'Shared-key handshake with Fluent Bit done.');
         this.#ready(conn);
         return;
       }
       case 'ready': {
         if (isHelo(msg)) {
-          throw new HandshakeError(
-            `${this.#target} sent HELO: its forward input requires a shared key, and output.shared_key is not set`,
-          );
+          throw new HandshakeError(`${this.#target} sent HELO: its forward input requires a shared key, and output.shared_key is not set`);
         }
         const ack = msg instanceof Map ? msg.get('ack') : undefined;
         if (!Buffer.isBuffer(ack)) throw new ProtocolError(`unexpected message from ${this.#target} (expected {ack: chunk})`);
@@ -358,7 +281,7 @@ export class ForwardClient {
   #onAck(id: string): void {
     const entry = this.#inflight.get(id);
     if (!entry) {
-      this.#log.debug({ chunk: id }, 'forward: ack for a chunk not in flight, ignored');
+      this.#log.debug({ chunk: id }, 'Ignored an ack for a chunk not in flight.');
       return;
     }
     entry.cancelTimer();
@@ -376,18 +299,13 @@ export class ForwardClient {
   #pump(): void {
     const conn = this.#conn;
     if (!conn || conn.phase !== 'ready') return;
-    const max = this.#cfg.max_chunks_in_flight;
-    while (this.#inflight.size < max && this.#head < this.#queue.length) {
+    const secs = this.#opts.ackTimeoutSecs;
+    while (this.#inflight.size < this.#opts.maxChunksInFlight && this.#head < this.#queue.length) {
       const chunk = this.#queue[this.#head]!;
       this.#queue[this.#head++] = undefined as unknown as OutboundChunk;
       chunk.writeTo(conn.socket);
-      const secs = this.#cfg.ack_timeout_secs;
-      const cancelTimer = this.#clock.setTimer(secs * 1000, () =>
-        this.#fail(
-          conn,
-          new SidecarError(ErrorCode.FORWARD_CLOSED, `no ack for chunk ${chunk.id} from ${this.#target} within ${secs} s; reconnecting to resend`),
-        ),
-      );
+      const why = () => new SidecarError(ErrorCode.FORWARD_ACK_TIMEOUT, `no ack for chunk ${chunk.id} from ${this.#target} within ${secs} s; reconnecting to resend`);
+      const cancelTimer = this.#clock.setTimer(secs * 1000, () => this.#fail(conn, why()));
       this.#inflight.set(chunk.id, { chunk, sentAt: this.#clock.now(), cancelTimer });
     }
     if (this.#head === this.#queue.length) {
@@ -435,11 +353,12 @@ export class ForwardClient {
         { cause: err },
       );
     }
-    err ??= new SidecarError(ErrorCode.FORWARD_CLOSED, `${this.#target} closed the connection`);
+    err ??= new SidecarError(ErrorCode.FORWARD_PEER_CLOSED, `${this.#target} closed the connection`);
     const resend = this.unacked;
+    const fields = { target: this.#target, code: (err as SidecarError).code, err: err.message, unacked: resend };
     if (err instanceof HandshakeError) this.#reportError(err);
-    else if (phase === 'connecting') this.#log.warn({ target: this.#target, err: err.message, unacked: resend }, 'forward: cannot connect to Fluent Bit');
-    else this.#log.warn({ target: this.#target, err: err.message, unacked: resend }, 'forward: connection to Fluent Bit lost; unacknowledged chunks will be resent');
+    else if (phase === 'connecting') this.#log.warn(fields, 'Cannot connect to Fluent Bit.');
+    else this.#log.warn(fields, 'Connection to Fluent Bit lost; unacknowledged chunks will be resent.');
     this.#events.disconnected?.({ target: this.#target, error: err, resend });
     this.#scheduleRetry();
   }
@@ -448,24 +367,14 @@ export class ForwardClient {
     if (this.#closed) return;
     const delayMs = this.#backoff.next();
     const attempt = this.#backoff.attempt;
-    this.#log.info({ target: this.#target, attempt, delayMs }, 'forward: reconnecting after backoff');
+    this.#log.info({ target: this.#target, attempt, delayMs }, 'Reconnecting to Fluent Bit after backoff.');
     this.#events.retryScheduled?.({ attempt, delayMs });
     this.#cancelRetry = this.#clock.setTimer(delayMs, () => this.#connect());
   }
 
   #reportError(err: SidecarError): void {
     this.#lastError = err;
-    this.#log.error({ target: this.#target, code: err.code }, err.message);
+    this.#log.error({ target: this.#target, code: err.code, err: err.message }, 'Fluent Bit cannot be written to until this is fixed; retrying.');
     this.#events.error?.(err);
-  }
-
-  #describeSocketError(err: Error & { code?: string }): Error {
-    const tlsProblem = err.code !== undefined && /CERT|TLS|SSL|SELF_SIGNED|UNABLE_TO/.test(err.code);
-    if (tlsProblem) {
-      const e = new SidecarError(ErrorCode.FORWARD_HANDSHAKE, `TLS with ${this.#target} failed: ${err.message} (${err.code})`, { cause: err });
-      this.#reportError(e);
-      return e;
-    }
-    return new SidecarError(ErrorCode.FORWARD_CLOSED, `${this.#target}: ${err.message}`, { cause: err });
   }
 }

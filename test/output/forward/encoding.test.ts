@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decode, decodeMulti, ExtensionCodec } from '@msgpack/msgpack';
-import { encodeEventTime } from '../../plugin/forward/event-time.ts';
+import { encodeEventTime } from '../../../plugin/output/forward/event-time.ts';
 import {
   CHUNK_ID_CHARS,
   encodeEntry,
@@ -15,7 +15,7 @@ import {
   maxEntryBytes,
   newChunkId,
   packedForwardSize,
-} from '../../plugin/forward/encoder.ts';
+} from '../../../plugin/output/forward/encoder.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string) => Buffer.from(s, 'latin1').toString('hex');

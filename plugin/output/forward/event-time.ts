@@ -1,6 +1,6 @@
 /**
  * Fluent's EventTime, written by hand: msgpack cannot say it through msgpackr, which refuses
- * extension type 0 (forward-and-devo.md §0.8). The layout is fixext8 with type 0 and an 8-byte
+ * extension type 0. The layout is fixext8 with type 0 and an 8-byte
  * payload, seconds then nanoseconds, both unsigned 32-bit big-endian:
  *
  *   d7 00 <sec u32 BE> <nsec u32 BE>
@@ -8,7 +8,7 @@
  * Fluent Bit reads it as `sec + nsec / 1e9`; seconds 0xFFFFFFFF and 0xFFFFFFFE are its group
  * markers and must never appear as a record's time.
  */
-import { EVENT_TIME_MAX_SEC as MAX_SEC, type EventTime } from '../util/time.ts';
+import { EVENT_TIME_MAX_SEC as MAX_SEC, type EventTime } from '../../util/time.ts';
 
 export const EVENT_TIME_BYTES = 10;
 

@@ -9,16 +9,16 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ForwardSink } from '../../plugin/forward/sink.ts';
-import type { ForwardEvents } from '../../plugin/forward/client.ts';
-import { ErrorCode, SidecarError } from '../../plugin/errors.ts';
-import type { ForwardOutputConfig } from '../../plugin/config/schema.ts';
-import { FakeClock, flushMicrotasks } from '../helpers/fake-clock.ts';
-import { ForwardReceiver, captureLogger, forwardConfig, waitUntil } from '../helpers/forward-receiver.ts';
-import { TEST_SECRETS } from '../helpers/secrets.ts';
+import { ForwardSink } from '../../../plugin/output/forward/sink.ts';
+import type { ForwardEvents } from '../../../plugin/output/forward/client.ts';
+import { ErrorCode, SidecarError } from '../../../plugin/errors.ts';
+import type { ForwardOutputConfig } from '../../../plugin/config/schema.ts';
+import { FakeClock, flushMicrotasks } from '../../helpers/fake-clock.ts';
+import { ForwardReceiver, captureLogger, forwardConfig, waitUntil } from '../../helpers/forward-receiver.ts';
+import { TEST_SECRETS } from '../../helpers/secrets.ts';
 
 const TAG = 'mail.proofpoint.tapsiem_v2.messagesdelivered';
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/tls/${name}`, import.meta.url));
 
 interface Harness {
   sink: ForwardSink;

@@ -9,16 +9,19 @@
  *
  * Chunking: a `send` is cut into chunks closed at `chunk_bytes` (soft: a chunk takes at least one
  * record) and never larger than `max_frame_bytes` as a whole frame. A record too large to fit a
- * frame alone (`maxRecordBytes`) makes `send` reject before anything of it is queued.
+ * frame alone (`maxRecordBytes`) makes `send` reject before anything of it is queued: the
+ * pipeline dead-letters such records before they get here, and the client's frame guard
+ * (client.ts `enqueue`) refuses any other caller's.
  */
 import type { Logger } from 'pino';
-import type { ForwardOutputConfig } from '../config/schema.ts';
-import { ErrorCode, SidecarError } from '../errors.ts';
-import { PendingRecords } from '../output/pending.ts';
-import type { OutputRecord, Sink, SinkStats } from '../output/sink.ts';
-import { silentLogger } from '../telemetry/logger.ts';
-import { systemClock, type Clock } from '../util/clock.ts';
+import type { ForwardOutputConfig } from '../../config/schema.ts';
+import { ErrorCode, SidecarError } from '../../errors.ts';
+import { PendingRecords } from '../pending.ts';
+import type { OutputRecord, Sink, SinkStats } from '../sink.ts';
+import { silentLogger } from '../../telemetry/logger.ts';
+import { systemClock, type Clock } from '../../util/clock.ts';
 import { ForwardClient, OutboundChunk, type ForwardEvents } from './client.ts';
+import { forwardOptionsFrom } from './options.ts';
 import { encodeEntry, maxEntryBytes, newChunkId, packedForwardSize } from './encoder.ts';
 
 export interface ForwardSinkOptions {
@@ -48,7 +51,7 @@ export class ForwardSink implements Sink {
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? silentLogger();
     this.#pending = new PendingRecords(cfg.queue_max_bytes, this.#clock);
-    this.#client = new ForwardClient(cfg, {
+    this.#client = new ForwardClient(forwardOptionsFrom(cfg), {
       clock: this.#clock,
       logger: this.#log,
       ...(opts.random ? { random: opts.random } : {}),
@@ -71,30 +74,24 @@ export class ForwardSink implements Sink {
 
   send(tag: string, encoded: Buffer[]): Promise<void> {
     if (this.#closing) {
-      return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output is closing; records not accepted'));
+      return Promise.reject(new SidecarError(ErrorCode.OUTPUT_CLOSED, 'forward output is closing; records not accepted'));
     }
     if (typeof tag !== 'string' || tag.length === 0) return Promise.reject(new TypeError('send: tag must be a non-empty string'));
-    const max = this.maxRecordBytes(tag);
-    for (let i = 0; i < encoded.length; i++) {
-      if (encoded[i]!.length > max) {
-        return Promise.reject(
-          new SidecarError(
-            ErrorCode.RECORD_TOO_LARGE,
-            `record ${i} of ${encoded.length} under tag "${tag}" is ${encoded[i]!.length} bytes; at most ${max} fit a frame of output.max_frame_bytes (${this.#cfg.max_frame_bytes})`,
-          ),
-        );
-      }
-    }
     if (encoded.length === 0) return Promise.resolve();
 
-    const chunks = this.#split(tag, encoded);
+    const parts = this.#split(tag, encoded);
     let settle!: { resolve: () => void; reject: (err: unknown) => void };
     const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
-    const onChunkAcked = this.#tracker(chunks.length, settle);
-    for (const { entries, bytes } of chunks) {
-      this.#pending.add(entries.length, bytes);
-      this.#client.enqueue(new OutboundChunk(tag, newChunkId(), entries, bytes, onChunkAcked(entries.length, bytes)));
+    const { onChunkAcked, fail } = this.#tracker(parts.length, settle);
+    const chunks = parts.map(({ entries, bytes }) => new OutboundChunk(tag, newChunkId(), entries, bytes, onChunkAcked(entries.length, bytes)));
+    try {
+      // All or none: a record too large for any frame is alone in its chunk, which the client refuses.
+      this.#client.enqueue(chunks);
+    } catch (err) {
+      fail(err);
+      return done;
     }
+    for (const { entries, bytes } of parts) this.#pending.add(entries.length, bytes);
     return done;
   }
 
@@ -102,24 +99,28 @@ export class ForwardSink implements Sink {
    * Per-chunk ack callbacks for one send, settling it after the last. Kept apart from `send` so
    * the callbacks' scope holds no reference to the entries, which are let go of on ack.
    */
-  #tracker(chunks: number, settle: { resolve: () => void; reject: (err: unknown) => void }): (records: number, bytes: number) => () => void {
+  #tracker(
+    chunks: number,
+    settle: { resolve: () => void; reject: (err: unknown) => void },
+  ): { onChunkAcked: (records: number, bytes: number) => () => void; fail: (err: unknown) => void } {
     let left = chunks;
     const fail = (err: unknown) => {
       this.#sends.delete(fail);
       settle.reject(err);
     };
     this.#sends.add(fail);
-    return (records, bytes) => () => {
+    const onChunkAcked = (records: number, bytes: number) => () => {
       this.#pending.remove(records, bytes);
       if (--left === 0) {
         this.#sends.delete(fail);
         settle.resolve();
       }
     };
+    return { onChunkAcked, fail };
   }
 
   waitForCapacity(signal?: AbortSignal): Promise<void> {
-    if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output is closing'));
+    if (this.#closing) return Promise.reject(new SidecarError(ErrorCode.OUTPUT_CLOSED, 'forward output is closing'));
     return this.#pending.waitForCapacity(signal);
   }
 
@@ -130,13 +131,13 @@ export class ForwardSink implements Sink {
   async close(timeoutMs: number): Promise<number> {
     if (this.#closed) return this.#pending.records;
     this.#closing = true;
-    this.#pending.rejectWaiters(new SidecarError(ErrorCode.FORWARD_CLOSED, 'forward output closed'));
+    this.#pending.rejectWaiters(new SidecarError(ErrorCode.OUTPUT_CLOSED, 'forward output closed'));
     await this.#pending.drained(timeoutMs);
     this.#closed = true;
     this.#client.close();
     const unacked = this.#pending.records;
     if (unacked > 0) {
-      this.#log.warn({ unacked, timeoutMs }, 'forward: closed with records not acknowledged by Fluent Bit');
+      this.#log.warn({ unacked, timeoutMs }, 'Forward output closed with records not acknowledged by Fluent Bit.');
       const err = new SidecarError(ErrorCode.FORWARD_CLOSED, `forward output closed with ${unacked} records not acknowledged`);
       for (const fail of [...this.#sends]) fail(err);
     }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encode } from '@msgpack/msgpack';
-import { MessageReader, ProtocolError, decodeOne, type Value } from '../../plugin/forward/reader.ts';
+import { MessageReader, ProtocolError, decodeOne, type Value } from '../../../plugin/output/forward/reader.ts';
 
 const ack = (id: string) => Buffer.concat([Buffer.from('81a361636b', 'hex'), Buffer.of(0xa0 | id.length), Buffer.from(id)]);
 const ids = ['AAAAAAAAAAAAAAAAAAAAAA==', 'BBBBBBBBBBBBBBBBBBBBBB==', 'CCCCCCCCCCCCCCCCCCCCCC=='];

@@ -18,14 +18,14 @@ import {
   MAX_PING_BYTES,
   sharedKeyDigest,
   verifyPong,
-} from '../../plugin/forward/handshake.ts';
-import { decodeOne } from '../../plugin/forward/reader.ts';
-import { ForwardSink } from '../../plugin/forward/sink.ts';
-import { ErrorCode, type SidecarError } from '../../plugin/errors.ts';
-import type { ForwardOutputConfig } from '../../plugin/config/schema.ts';
-import { FakeClock } from '../helpers/fake-clock.ts';
-import { ForwardReceiver, captureLogger, forwardConfig, waitUntil } from '../helpers/forward-receiver.ts';
-import { TEST_SECRETS } from '../helpers/secrets.ts';
+} from '../../../plugin/output/forward/handshake.ts';
+import { decodeOne } from '../../../plugin/output/forward/reader.ts';
+import { ForwardSink } from '../../../plugin/output/forward/sink.ts';
+import { ErrorCode, type SidecarError } from '../../../plugin/errors.ts';
+import type { ForwardOutputConfig } from '../../../plugin/config/schema.ts';
+import { FakeClock } from '../../helpers/fake-clock.ts';
+import { ForwardReceiver, captureLogger, forwardConfig, waitUntil } from '../../helpers/forward-receiver.ts';
+import { TEST_SECRETS } from '../../helpers/secrets.ts';
 
 const SALT = '0123456789abcdef0123456789abcdef';
 const NONCE = Buffer.from('ff0102030405060708090a0b0c0d0e0f', 'hex'); // not valid UTF-8
