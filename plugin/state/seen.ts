@@ -1,5 +1,7 @@
 /**
  * The de-dup window: which event keys were already delivered, per scope (`<input>::<service>`).
+ * This is the committed part of the de-dup decision, which lives in pipeline/dedupe.ts (with the
+ * in-flight and inherited parts).
  *
  * LevelDB has no TTL, so each key is written twice in the same batch: `seen` (key -> expiry) for
  * look-ups and `seen_exp` (scope, zero-padded expiry, key) as an index that a periodic sweep walks
