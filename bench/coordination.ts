@@ -9,7 +9,8 @@
  * killed (SIGKILL) half way: takeover time and duplicates of that failover are printed.
  */
 import { once } from 'node:events';
-import { decodeState, fingerprint } from '../plugin/coordination/carried-state.ts';
+import { decodeState } from '../plugin/coordination/carried-state.ts';
+import { fingerprint } from '../plugin/pipeline/dedupe.ts';
 import {
   FEEDS,
   LEASES,

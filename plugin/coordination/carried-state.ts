@@ -1,5 +1,5 @@
 /**
- * The state that travels with a feed's Lease (issue 6): on every renewal the holder writes what it
+ * The state that travels with a feed's Lease: on every renewal the holder writes what it
  * has committed, so the replica that takes the feed over starts from there instead of from its own
  * older cursor or the start time, and keeps the TAP request budget.
  *
@@ -13,17 +13,12 @@
  * re-query, PoD's hour-rounded archive replay) as 11-character fingerprints (66 bits of sha256),
  * so the next holder drops what was delivered already; without them a takeover would deliver that
  * whole span again. Two distinct events share a fingerprint with a chance of about 1e-11 per
- * takeover at 10,000 carried keys and 100,000 replayed events.
+ * takeover at 10,000 carried keys and 100,000 replayed events. The fingerprint belongs to the
+ * de-dup decision (pipeline/dedupe.ts), which reads the keys this file decodes.
  */
-import { createHash } from 'node:crypto';
+import { FINGERPRINT_CHARS } from '../pipeline/dedupe.ts';
 
 export const STATE_ANNOTATION = 'proofpoint-sidecar/state';
-export const FINGERPRINT_CHARS = 11;
-
-/** The fingerprint of a de-dup key, as carried. */
-export function fingerprint(key: string): string {
-  return createHash('sha256').update(key).digest('base64url').slice(0, FINGERPRINT_CHARS);
-}
 
 export interface CarriedState {
   v: 1;

@@ -17,7 +17,8 @@
 import type { Logger } from 'pino';
 import type { AttachedSource, Pipeline } from '../pipeline/pipeline.ts';
 import type { Clock } from '../util/clock.ts';
-import { fingerprint, type CarriedState } from './carried-state.ts';
+import type { CarriedState } from './carried-state.ts';
+import { fingerprint } from '../pipeline/dedupe.ts';
 import { scopeOf, type StateStore } from '../state/store.ts';
 import type { Acquisition, FeedHandlers } from './coordinator.ts';
 import type { RequestLog } from '../sources/source.ts';

@@ -19,7 +19,8 @@ export class DeadLetterFile {
   readonly #now: () => number;
   #written = 0;
 
-  constructor(stateDir: string, now: () => number = Date.now) {
+  /** `now`: the injected clock's time (util/clock.ts), for each entry's `at`. */
+  constructor(stateDir: string, now: () => number) {
     this.path = path.join(stateDir, 'dead-letter.jsonl');
     this.#now = now;
   }

@@ -13,6 +13,30 @@ export type BatchOp =
   | { type: 'put'; sublevel?: Sublevel; key: string; value: unknown }
   | { type: 'del'; sublevel?: Sublevel; key: string };
 
+/**
+ * A batch built operation by operation and written atomically (`db.batch()`): the operations are
+ * held by LevelDB's own write batch, not as JavaScript objects, for batches too large for an
+ * array (a state reset deletes every de-dup key of a service).
+ */
+export type ChainedBatch = ReturnType<Db['batch']> & {
+  put(key: string, value: unknown, opts?: { sublevel?: Sublevel }): ChainedBatch;
+  del(key: string, opts?: { sublevel?: Sublevel }): ChainedBatch;
+  write(): Promise<void>;
+  close(): Promise<void>;
+};
+
+/** Writes the batch `build` fills, atomically: nothing of it when building or writing fails. */
+export async function writeChained(db: Db, build: (batch: ChainedBatch) => Promise<void>): Promise<void> {
+  const batch = db.batch() as unknown as ChainedBatch;
+  try {
+    await build(batch);
+  } catch (err) {
+    await batch.close();
+    throw err;
+  }
+  await batch.write();
+}
+
 /** Writes operations on several sublevels atomically. */
 export function writeBatch(db: Db, ops: BatchOp[]): Promise<void> {
   return db.batch(ops as any);

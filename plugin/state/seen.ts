@@ -1,5 +1,7 @@
 /**
  * The de-dup window: which event keys were already delivered, per scope (`<input>::<service>`).
+ * This is the committed part of the de-dup decision, which lives in pipeline/dedupe.ts (with the
+ * in-flight and inherited parts).
  *
  * LevelDB has no TTL, so each key is written twice in the same batch: `seen` (key -> expiry) for
  * look-ups and `seen_exp` (scope, zero-padded expiry, key) as an index that a periodic sweep walks
@@ -15,7 +17,7 @@
  */
 import type { Clock } from '../util/clock.ts';
 import { stateError } from './faults.ts';
-import { jsonSublevel, writeBatch, type BatchOp, type Db, type StateGuard, type Sublevel } from './level.ts';
+import { jsonSublevel, writeBatch, type BatchOp, type ChainedBatch, type Db, type StateGuard, type Sublevel } from './level.ts';
 
 type BatchOps = BatchOp[];
 
@@ -208,12 +210,21 @@ export class SeenWindow {
     return out;
   }
 
-  /** Forgets every key of a scope (state reset). */
-  async clearScope(scope: string): Promise<void> {
-    await this.#seen.clear({ gte: `${scope}::`, lt: `${scope}::\xff` });
-    await this.#exp.clear({ gte: `${scope}::`, lt: `${scope}::\xff` });
-    await this.#meta.del(`seen_count::${scope}`);
-    await this.#meta.del(`seen_clock::${scope}`);
+  /**
+   * Adds to `batch` the deletion of every key of a scope, its index entries, count and progress
+   * clock (state reset). The keys are read from the window: the batch holds one deletion per
+   * stored entry. `afterClear` must follow once the batch is written.
+   */
+  async addClearToBatch(batch: ChainedBatch, scope: string): Promise<void> {
+    const range = { gte: `${scope}::`, lt: `${scope}::\xff` };
+    for await (const key of this.#seen.keys(range)) batch.del(key, { sublevel: this.#seen });
+    for await (const key of this.#exp.keys(range)) batch.del(key, { sublevel: this.#exp });
+    batch.del(`seen_count::${scope}`, { sublevel: this.#meta });
+    batch.del(`seen_clock::${scope}`, { sublevel: this.#meta });
+  }
+
+  /** Must follow a written batch built with addClearToBatch. */
+  afterClear(scope: string): void {
     this.#counts.set(scope, 0);
     this.#clocks.delete(scope);
   }

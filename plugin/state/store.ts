@@ -1,10 +1,28 @@
 /**
- * The sidecar's persistent state: LevelDB in `<state_dir>/db` (design.md §5).
+ * The sidecar's persistent state: LevelDB in `<state_dir>/db`.
  *
- * Contract (see pipeline/pipeline.ts): sources only read it. The pipeline writes a batch's cursor
- * and the de-dup keys of its records in ONE atomic LevelDB batch, and only after the output
- * acknowledged that batch and every batch of the same source before it. A crash therefore leaves
- * either the state before the batch or the state after it, never a cursor ahead of delivery.
+ * Contract: a cursor or de-dup key is written only once the output acknowledged its events. The
+ * pipeline writes a batch's cursor and the de-dup keys of its records in ONE atomic LevelDB batch
+ * (`commit`), and only after the output acknowledged that batch and every batch of the same
+ * source before it (pipeline/acker.ts). A crash therefore leaves either the state before the
+ * batch or the state after it, never a cursor ahead of delivery.
+ *
+ * The writers, and why each may write (every multi-key change is one LevelDB batch):
+ * - The pipeline (pipeline/pipeline.ts): `commit` after the ack; `applyStartTime` when a source
+ *   is attached (a changed start time resets the service); the de-dup sweep (state/seen.ts).
+ * - The TAP request log (`requests`, written through SourceContext.requestLog by
+ *   sources/tap/budget.ts): a request is recorded BEFORE it is sent, so the vendor's rate budget
+ *   survives a restart; a request spends budget whether or not its events arrive, so this write
+ *   does not wait for any ack. It is the one exception to "a source never writes state", and it
+ *   holds no cursor and no de-dup key.
+ * - Coordination (coordination/feed-runner.ts): `adoptCursor` takes a cursor another replica
+ *   committed after its own output acknowledged those events (it travels in the feed's Lease),
+ *   and the request times the previous holder recorded are added to `requests`, for the same
+ *   reason as the request log itself.
+ * - The state commands (cli/state.ts `state reset`: `resetService`; cli/pod-probe.ts records an
+ *   owed archive replay with `adoptCursor`; state/repair.ts rebuilds the database) run against a
+ *   stopped sidecar, in maintenance mode.
+ * - `open` itself: the layout migration and the unclean-shutdown marker.
  *
  * Layout (schema version 2), one sublevel per concern, keys scoped `<input>::<service>` as Beats
  * scopes its registry (`type::id::source`):
@@ -22,7 +40,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Level } from 'level';
-import { jsonSublevel, StateGuard, writeBatch, type BatchOp, type Db, type Sublevel } from './level.ts';
+import { jsonSublevel, StateGuard, writeBatch, writeChained, type BatchOp, type Db, type Sublevel } from './level.ts';
 import { stateError } from './faults.ts';
 import type { Logger } from 'pino';
 import { ErrorCode, SidecarError } from '../errors.ts';
@@ -192,8 +210,9 @@ export class StateStore {
 
   /**
    * Compares the configured start time of a service with the stored one. When it changed, the
-   * service's cursor and de-dup keys are deleted (the Devo collectors' rule) and true is returned.
-   * The request log is kept: the vendor's budget does not reset with our state.
+   * service's cursor and de-dup keys are deleted (the Devo collectors' rule) and true is returned;
+   * the deletion and the new start time are one LevelDB batch. The request log is kept: the
+   * vendor's budget does not reset with our state.
    */
   async applyStartTime(input: string, service: string, startTime: string | undefined): Promise<boolean> {
     const scope = scopeOf(input, service);
@@ -202,26 +221,43 @@ export class StateStore {
     const now = startTime ?? null;
     if (stored !== undefined && stored.value === now) return false;
     const hadState = stored !== undefined || (await this.cursors.get(scope)) !== undefined;
-    if (hadState) await this.resetService(input, service);
-    await this.guard.write(() => this.meta.put(key, { value: now }));
-    if (hadState && stored !== undefined) {
-      this.#logger.warn(
-        { input, service, previous_start_time: stored.value, start_time: now },
-        'The configured start time changed: the state of this service was reset and collection restarts from the new start time.',
-      );
-      return true;
+    if (!hadState) {
+      await this.guard.write(() => this.meta.put(key, { value: now }));
+      return false;
     }
-    return false;
+    await this.#reset(scope, { value: now });
+    if (stored === undefined) return false;
+    this.#logger.warn(
+      { input, service, previous_start_time: stored.value, start_time: now },
+      'The configured start time changed: the state of this service was reset and collection restarts from the new start time.',
+    );
+    return true;
   }
 
-  /** Deletes a service's cursor and de-dup keys (state reset). */
+  /**
+   * Deletes a service's cursor, start time and de-dup keys (state reset), in one LevelDB batch: a
+   * reset that fails leaves the service as it was, never a cursor without its keys or keys without
+   * their cursor.
+   */
   async resetService(input: string, service: string): Promise<void> {
-    const scope = scopeOf(input, service);
-    await this.guard.write(async () => {
-      await this.cursors.del(scope);
-      await this.meta.del(`start_time::${scope}`);
-      await this.seen.clearScope(scope);
-    });
+    await this.#reset(scopeOf(input, service), undefined);
+  }
+
+  /**
+   * One batch: the scope's cursor, de-dup keys and start time go; `startTime`, when given, is
+   * written in their place. The batch holds a deletion per de-dup key stored for the scope.
+   */
+  async #reset(scope: string, startTime: { value: string | null } | undefined): Promise<void> {
+    const key = `start_time::${scope}`;
+    await this.guard.write(() =>
+      writeChained(this.db, async (batch) => {
+        batch.del(scope, { sublevel: this.cursors });
+        if (startTime) batch.put(key, startTime, { sublevel: this.meta });
+        else batch.del(key, { sublevel: this.meta });
+        await this.seen.addClearToBatch(batch, scope);
+      }),
+    );
+    this.seen.afterClear(scope);
   }
 
   /** Every stored cursor, for `state show`. */

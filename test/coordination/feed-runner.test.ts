@@ -8,7 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FeedRunner } from '../../plugin/coordination/feed-runner.ts';
-import { decodeState, encodeState, fingerprint, STATE_ANNOTATION, type CarriedState } from '../../plugin/coordination/carried-state.ts';
+import { decodeState, encodeState, STATE_ANNOTATION, type CarriedState } from '../../plugin/coordination/carried-state.ts';
+import { fingerprint } from '../../plugin/pipeline/dedupe.ts';
 import type { Acquisition } from '../../plugin/coordination/coordinator.ts';
 import type { Feed } from '../../plugin/coordination/feeds.ts';
 import { Pipeline } from '../../plugin/pipeline/pipeline.ts';

@@ -14,7 +14,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { TAP_SERVICES, type TapServiceName } from '../../plugin/sources/tap/create.ts';
-import { decodeState, fingerprint } from '../../plugin/coordination/carried-state.ts';
+import { decodeState } from '../../plugin/coordination/carried-state.ts';
+import { fingerprint } from '../../plugin/pipeline/dedupe.ts';
 import { until } from '../helpers/net.ts';
 import {
   FEEDS,

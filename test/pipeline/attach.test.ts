@@ -1,5 +1,5 @@
 /**
- * Pipeline.attach (issue 6): one source started and stopped on a running pipeline, as a feed is
+ * Pipeline.attach: one source started and stopped on a running pipeline, as a feed is
  * when its Lease comes and goes. Its batches commit like a static source's; stopping it waits for
  * what it sent; a later attachment of the same input goes on from the committed cursor.
  */

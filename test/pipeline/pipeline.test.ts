@@ -17,7 +17,7 @@ async function until(cond: () => boolean, what: string, ms = 5_000): Promise<voi
   }
 }
 
-test('records carry the design.md §3 shape under the service tag', async () => {
+test('records carry the event and its origin under the service tag', async () => {
   const store = await StateStore.open(tmpDir());
   const sink = new MemorySink();
   const src = new ScriptedSource('100001', [spec('maillog', { tag: 'mail.proofpoint.pod.maillog' })], [
