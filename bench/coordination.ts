@@ -1,5 +1,5 @@
 /**
- * `npm run bench coordination`: what one puller per feed costs and saves (issue 6).
+ * `npm run bench coordination`: what one puller per feed costs and saves.
  *
  * Three runs of the real binary against the TAP and PoD simulators, each BENCH_COORD_SECS long
  * (default 90): one replica without coordination, three replicas with Leases (default timings),

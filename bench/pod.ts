@@ -1,5 +1,5 @@
 /**
- * PoD throughput (issue 4): the simulator streams 200,000 events (100,000 message + 100,000
+ * PoD throughput: the simulator streams 200,000 events (100,000 message + 100,000
  * maillog, realistic sizes: message ~1.4–4.7 KB, maillog ~0.9 KB) as fast as it can, through
  *
  *   sidecar: the real sidecar (PoD source, de-dup, LevelDB commits, ForwardSink with acks), and

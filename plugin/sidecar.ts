@@ -1,5 +1,6 @@
 /**
- * Wiring only: config -> state -> output -> sources -> pipeline (aesthetics.md §6 `main.ts`).
+ * Wiring only: config -> state -> output -> sources -> pipeline, each part built from the config
+ * and handed to the next. `stop()` stops the sources, drains the output, then closes the state.
  * `run` and `demo` both start a Sidecar; tests start one in-process.
  */
 import type { Logger } from 'pino';

@@ -1,5 +1,5 @@
 /**
- * The state a feed's Lease carries (issue 6): request times round-trip exactly and compactly, and
+ * The state a feed's Lease carries: request times round-trip exactly and compactly, and
  * an annotation that cannot be read is reported as a problem, never half-trusted.
  */
 import { test } from 'node:test';

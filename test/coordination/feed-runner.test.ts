@@ -1,5 +1,5 @@
 /**
- * FeedRunner (issue 6): what a replica does when a feed's Lease comes and goes. With a real
+ * FeedRunner: what a replica does when a feed's Lease comes and goes. With a real
  * StateStore and Pipeline: the carried state is adopted (the later cursor, under the same start
  * time; inherited request times counted once), a feed taken over uncleanly recovers as after a
  * crash, the snapshot carries what is committed, and a lost feed stops at once while its next run

@@ -1,6 +1,6 @@
 /**
- * Issue 6 end to end: three sidecar processes (the real binary, `plugin/main.ts run`) share the
- * feeds through the in-process Lease server (driven by @kubernetes/client-node in each process),
+ * One puller per feed, end to end: three sidecar processes (the real binary, `plugin/main.ts run`) share the
+ * feeds through the in-process Lease server (driven by the Lease client of plugin/coordination/kubernetes.ts in each process),
  * with the TAP and PoD simulators and one forward receiver per replica (each replica has its own
  * Fluent Bit in a DaemonSet). Each replica has its own token, so the Lease server can partition one.
  *

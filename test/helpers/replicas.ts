@@ -1,7 +1,7 @@
 /**
  * A cluster of sidecar processes (the real binary, `plugin/main.ts run`) beside the TAP and PoD
  * simulators and, with coordination, the in-process Lease server; one forward receiver per replica
- * (each replica has its own Fluent Bit in a DaemonSet). For the issue 6 end-to-end test and the
+ * (each replica has its own Fluent Bit in a DaemonSet). For the replicas end-to-end test (test/e2e/replicas.test.ts) and the
  * coordination benchmark.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

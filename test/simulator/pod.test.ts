@@ -1,5 +1,5 @@
 /**
- * The PoD simulator behaves as the log stream is documented to (proofpoint-pod.md §0–1), so the
+ * The PoD simulator behaves as the log stream is documented to, so the
  * source tests that rely on it test the source, not the simulator's shortcuts.
  */
 import { test } from 'node:test';
