@@ -42,8 +42,10 @@ export type EncodedRecord = { ok: true; bytes: Buffer } | { ok: false; reason: s
 /**
  * Encodes a record with the sink's encoder and applies THE record-size check: the one place a
  * record too large for any frame (`Sink.maxRecordBytes`, from output.max_frame_bytes) is caught.
- * The output does not check again: a record reaches `Sink.send` only through here. An oversized
- * record resent would loop forever, so it is refused here once, with the sizes in the reason.
+ * A record reaches `Sink.send` only through here, so the outputs' own guards (a frame over the
+ * limit in ForwardClient.enqueue, which `check --online` also calls directly; a record over it in
+ * the stdout output) never fire on the pipeline's path. An oversized record resent would loop
+ * forever, so it is refused here once, with the sizes in the reason, and dead-lettered.
  */
 export function encodeWithinFrame(sink: Sink, rec: OutputRecord, maxBytes: number): EncodedRecord {
   let bytes: Buffer;
