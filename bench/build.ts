@@ -4,7 +4,7 @@
  * costs about 34 MiB more RSS (tsx's compiler and its caches), which is not the product's.
  *
  * BENCH_TSX=1 runs the measured process from the TypeScript sources through tsx instead, to compare
- * with figures taken that way.
+ * with figures taken that way; BENCH_NODE_FLAGS replaces the manifests' V8 flags (empty: none).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,6 +15,8 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** The sidecar container's NODE_OPTIONS in conf/kubernetes/daemonset/daemonset.yaml. */
 export function productionNodeFlags(): string[] {
+  const override = process.env.BENCH_NODE_FLAGS;
+  if (override !== undefined) return override.split(/\s+/).filter(Boolean);
   const manifest = readFileSync(path.join(ROOT, 'conf/kubernetes/daemonset/daemonset.yaml'), 'utf8');
   const m = /- name: NODE_OPTIONS\s*\n\s*value: (.+)/.exec(manifest);
   return m ? m[1]!.trim().split(/\s+/) : [];
@@ -56,7 +58,7 @@ export function buildBench(files: string[]): BuiltBench {
   }
   return {
     nodeArgs: (file) => [...flags, path.join(out, 'bench', `${file}.js`)],
-    runtime: `the build with plain node, ${flags.join(' ') || 'no V8 flags'} (as conf/kubernetes/)`,
+    runtime: `the build with plain node, ${flags.join(' ') || 'no V8 flags'}${process.env.BENCH_NODE_FLAGS === undefined ? ' (as conf/kubernetes/)' : ''}`,
     dispose: () => rmSync(out, { recursive: true, force: true }),
   };
 }

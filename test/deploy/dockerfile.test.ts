@@ -248,8 +248,7 @@ test('Dockerfile: its build and start steps, run in a clean directory, give a si
   const app = inStage(runtime, rt.cwd);
   assert.ok(existsSync(path.join(app, 'dist/plugin/main.js')), 'dist/plugin/main.js in the runtime stage');
   assert.ok(!existsSync(path.join(app, 'plugin')), 'no TypeScript sources in the runtime stage');
-  // (@types/node is not checked: @kubernetes/client-node 1.x lists it as a runtime dependency.)
-  for (const dev of ['typescript', 'tsx', '@fluent-org/logger']) {
+  for (const dev of ['typescript', 'tsx', '@fluent-org/logger', '@types/node']) {
     assert.ok(!existsSync(path.join(app, 'node_modules', dev)), `no dev dependency ${dev} in the runtime stage`);
   }
 
