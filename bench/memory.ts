@@ -1,12 +1,16 @@
 /**
  * Memory sampling for the benchmarks: `process.memoryUsage()` (RSS, V8 heap used and total,
- * external, array buffers) every `intervalMs`, summarised per phase as peaks and averages.
+ * external, array buffers) and, on Linux, RSS split into anonymous memory and file-backed pages
+ * (/proc/self/status RssAnon, RssFile: LevelDB reads its tables through mmap, and those pages
+ * count in RSS but are page cache the kernel can reclaim) every `intervalMs`, summarised per phase
+ * as peaks and averages.
  * Phases are either named by the caller (`phase()`) or, with `thirds()`, the first, middle and
  * last third of the run's wall time, which is what "flat" is judged on.
  *
  * BENCH_HEAP_SNAPSHOT=<dir> also writes a V8 heap snapshot at the end of each named phase (slow:
  * the process stops for seconds; figures of a run with snapshots are not comparable).
  */
+import { readFileSync } from 'node:fs';
 import { writeHeapSnapshot } from 'node:v8';
 import path from 'node:path';
 
@@ -17,6 +21,9 @@ export interface MemorySample {
   heapTotal: number;
   external: number;
   arrayBuffers: number;
+  /** RSS that is anonymous memory / file-backed pages (0 where /proc is not there). */
+  rssAnon: number;
+  rssFile: number;
 }
 
 export interface PhaseMemory {
@@ -28,6 +35,19 @@ export interface PhaseMemory {
   peakHeapTotalMiB: number;
   peakExternalMiB: number;
   peakArrayBuffersMiB: number;
+  peakRssAnonMiB: number;
+  peakRssFileMiB: number;
+}
+
+/** RssAnon and RssFile of this process, in bytes. */
+function rssSplit(): { rssAnon: number; rssFile: number } {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+    return { rssAnon: kib('RssAnon'), rssFile: kib('RssFile') + kib('RssShmem') };
+  } catch {
+    return { rssAnon: 0, rssFile: 0 };
+  }
 }
 
 const MIB = 1_048_576;
@@ -45,7 +65,7 @@ export class MemorySampler {
 
   sample(): MemorySample {
     const m = process.memoryUsage();
-    const s = { t: performance.now(), rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+    const s = { t: performance.now(), rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, ...rssSplit() };
     this.#samples.push({ ...s, phase: this.#phase });
     return s;
   }
@@ -90,15 +110,17 @@ function summarise(phase: string, s: MemorySample[]): PhaseMemory {
     peakHeapTotalMiB: peak('heapTotal'),
     peakExternalMiB: peak('external'),
     peakArrayBuffersMiB: peak('arrayBuffers'),
+    peakRssAnonMiB: peak('rssAnon'),
+    peakRssFileMiB: peak('rssFile'),
   };
 }
 
 /** A table of phases, one line each. */
 export function formatPhases(rows: PhaseMemory[], indent = '  '): string {
-  const head = `${indent}${'phase'.padEnd(18)} ${'peak RSS'.padStart(9)} ${'avg RSS'.padStart(8)} ${'heap used'.padStart(10)} ${'heap total'.padStart(11)} ${'external'.padStart(9)} ${'arrayBuf'.padStart(9)}  (MiB)`;
+  const head = `${indent}${'phase'.padEnd(18)} ${'peak RSS'.padStart(9)} ${'avg RSS'.padStart(8)} ${'heap used'.padStart(10)} ${'heap total'.padStart(11)} ${'external'.padStart(9)} ${'arrayBuf'.padStart(9)} ${'RSS anon'.padStart(9)} ${'RSS file'.padStart(9)}  (MiB)`;
   const lines = rows.map(
     (r) =>
-      `${indent}${r.phase.padEnd(18)} ${r.peakRssMiB.toFixed(1).padStart(9)} ${r.avgRssMiB.toFixed(1).padStart(8)} ${r.peakHeapUsedMiB.toFixed(1).padStart(10)} ${r.peakHeapTotalMiB.toFixed(1).padStart(11)} ${r.peakExternalMiB.toFixed(1).padStart(9)} ${r.peakArrayBuffersMiB.toFixed(1).padStart(9)}`,
+      `${indent}${r.phase.padEnd(18)} ${r.peakRssMiB.toFixed(1).padStart(9)} ${r.avgRssMiB.toFixed(1).padStart(8)} ${r.peakHeapUsedMiB.toFixed(1).padStart(10)} ${r.peakHeapTotalMiB.toFixed(1).padStart(11)} ${r.peakExternalMiB.toFixed(1).padStart(9)} ${r.peakArrayBuffersMiB.toFixed(1).padStart(9)} ${r.peakRssAnonMiB.toFixed(1).padStart(9)} ${r.peakRssFileMiB.toFixed(1).padStart(9)}`,
   );
   return [head, ...lines].join('\n');
 }
