@@ -223,6 +223,18 @@ export class SeenWindow {
     batch.del(`seen_clock::${scope}`, { sublevel: this.#meta });
   }
 
+  /**
+   * Deletes the scope's keys and index entries in LevelDB's own bounded steps, NOT atomically: for
+   * a reset too large for one batch (state/store.ts #reset), run before the batch that removes the
+   * cursor. A crash in between leaves a cursor with fewer keys (duplicates at worst), never keys of
+   * the old start under a new one.
+   */
+  async clearKeys(scope: string): Promise<void> {
+    const range = { gte: `${scope}::`, lt: `${scope}::\xff` };
+    await this.#write(() => this.#seen.clear(range));
+    await this.#write(() => this.#exp.clear(range));
+  }
+
   /** Must follow a written batch built with addClearToBatch. */
   afterClear(scope: string): void {
     this.#counts.set(scope, 0);

@@ -68,7 +68,18 @@ export interface StoreOptions {
    * inspecting the state of a crashed run does not hide the crash from the next run.
    */
   maintenance?: boolean;
+  /** Most de-dup keys a reset deletes in its one batch (RESET_BATCH_MAX_KEYS; tests lower it). */
+  resetBatchMaxKeys?: number;
 }
+
+/**
+ * A reset's one LevelDB batch holds a deletion per de-dup key of the service, outside V8's heap
+ * (about 100 bytes each, key and index entry). Up to this many keys (about 20 MB) the reset is that
+ * one batch; beyond it the keys are first deleted in bounded steps, then the cursor and start time
+ * change in one small batch (see #reset), so a reset of a service at globals.dedup_max_keys never
+ * needs hundreds of MB at once.
+ */
+export const RESET_BATCH_MAX_KEYS = 100_000;
 
 export interface CommitOp {
   input: string;
@@ -104,6 +115,7 @@ export class StateStore {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #maintenance: boolean;
+  #resetBatchMaxKeys = RESET_BATCH_MAX_KEYS;
   #closed = false;
 
   private constructor(dir: string, db: Db, unclean: boolean, clock: Clock, logger: Logger, maintenance: boolean) {
@@ -162,7 +174,9 @@ export class StateStore {
           'The previous run did not shut down cleanly; sources recover what may have been in flight.',
         );
       }
-      return new StateStore(abs, db, running !== undefined, clock, logger, opts.maintenance ?? false);
+      const store = new StateStore(abs, db, running !== undefined, clock, logger, opts.maintenance ?? false);
+      if (opts.resetBatchMaxKeys !== undefined) store.#resetBatchMaxKeys = opts.resetBatchMaxKeys;
+      return store;
     } catch (err) {
       await db.close().catch(() => {});
       throw err instanceof SidecarError ? err : stateError(err, abs, 'read');
@@ -245,10 +259,16 @@ export class StateStore {
 
   /**
    * One batch: the scope's cursor, de-dup keys and start time go; `startTime`, when given, is
-   * written in their place. The batch holds a deletion per de-dup key stored for the scope.
+   * written in their place. The batch holds a deletion per de-dup key stored for the scope; a
+   * scope with more than RESET_BATCH_MAX_KEYS keys has them deleted in bounded steps first, and the
+   * batch then changes the cursor and start time. A failure after those steps leaves the cursor
+   * and start time as they were with fewer keys: at worst duplicates, and the next start (or the
+   * next `state reset`) resets again.
    */
   async #reset(scope: string, startTime: { value: string | null } | undefined): Promise<void> {
     const key = `start_time::${scope}`;
+    const stored = (await this.guard.read(() => this.meta.get(`seen_count::${scope}`))) as number | undefined;
+    if ((stored ?? 0) > this.#resetBatchMaxKeys) await this.seen.clearKeys(scope);
     await this.guard.write(() =>
       writeChained(this.db, async (batch) => {
         batch.del(scope, { sublevel: this.cursors });

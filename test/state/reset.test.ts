@@ -1,6 +1,8 @@
 /**
  * A state reset (`state reset`, or a changed start time) is one LevelDB batch: it happens whole
- * or not at all. The failure is injected at the batch's write, where a full disk refuses it.
+ * or not at all. A service with more de-dup keys than one batch should hold has them deleted in
+ * bounded steps first; a failure after those steps keeps its cursor and start time. The failure is
+ * injected at the batch's write, where a full disk refuses it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +13,8 @@ import { tmpDir } from '../helpers/tmp.ts';
 const START = '2026-11-20T00:00:00Z';
 
 /** A store with service i/s holding a start time, a cursor and 300 de-dup keys, and i/t beside it. */
-async function storeWithState(dir: string, clock: FakeClock): Promise<{ store: StateStore; keys: string[] }> {
-  const store = await StateStore.open(dir, { clock });
+async function storeWithState(dir: string, clock: FakeClock, resetBatchMaxKeys?: number): Promise<{ store: StateStore; keys: string[] }> {
+  const store = await StateStore.open(dir, { clock, resetBatchMaxKeys });
   const keys = Array.from({ length: 300 }, (_, n) => `k${n}`);
   for (const svc of ['s', 't']) {
     await store.applyStartTime('i', svc, START);
@@ -96,4 +98,30 @@ test('a start-time change whose batch fails keeps the old start time with its cu
   assert.equal(await store.getCursor('i', 's'), undefined);
   assert.deepEqual(await store.seen.has('i::s', keys), keys.map(() => false));
   await store.close();
+});
+
+test('a reset of more keys than one batch holds deletes them in bounded steps first: a failed final batch keeps the cursor and start time, and the next reset completes', async () => {
+  const dir = tmpDir();
+  const clock = new FakeClock();
+  const { store, keys } = await storeWithState(dir, clock, 100);
+  const undo = refuseBatches(store);
+  await assert.rejects(store.applyStartTime('i', 's', '2026-11-21T00:00:00Z'), /No space left on device/);
+  undo();
+  // Never the keys of the old start under the new one: the old start time and cursor stay, so the
+  // next start sees the change again and resets again. The keys went first, in bounded steps
+  // outside the batch (duplicates at worst).
+  assert.deepEqual(await store.seen.has('i::s', keys), keys.map(() => false), 'the keys were deleted before the batch');
+  assert.deepEqual((await store.getCursor('i', 's'))?.cursor, { n: 1 });
+  assert.equal(await store.getStartTime('i', 's'), START);
+  assert.equal(await store.applyStartTime('i', 's', '2026-11-21T00:00:00Z'), true);
+  assert.equal(await store.getStartTime('i', 's'), '2026-11-21T00:00:00Z');
+  assert.equal(await store.getCursor('i', 's'), undefined);
+  assert.deepEqual(await store.seen.has('i::s', keys), keys.map(() => false));
+  assert.equal(store.seen.count('i::s'), 0);
+  // The other service is not part of the reset.
+  assert.deepEqual(await store.seen.has('i::t', ['t1']), [true]);
+  await store.close();
+  const reopened = await StateStore.open(dir, { clock });
+  assert.equal(await reopened.seen.load('i::s'), 0);
+  await reopened.close();
 });
