@@ -30,16 +30,11 @@ export interface BuiltBench {
   dispose(): void;
 }
 
-/** Compiles plugin/ and the named bench files (and what they import) into a scratch folder. */
-export function buildBench(files: string[]): BuiltBench {
-  const flags = productionNodeFlags();
-  if (process.env.BENCH_TSX === '1') {
-    return {
-      nodeArgs: (file) => [...flags, '--import', 'tsx', path.join(ROOT, 'bench', `${file}.ts`)],
-      runtime: `TypeScript sources through tsx, ${flags.join(' ') || 'no V8 flags'}`,
-      dispose() {},
-    };
-  }
+/**
+ * Compiles plugin/ and the named bench files (and what they import) into a scratch folder under
+ * .tmp/, as tsconfig.build.json builds the image's dist/; returns the folder (remove it when done).
+ */
+export function buildInto(files: string[]): string {
   mkdirSync(path.join(ROOT, '.tmp'), { recursive: true });
   const out = mkdtempSync(path.join(ROOT, '.tmp', 'bench-build-'));
   const tsconfig = path.join(out, 'tsconfig.json');
@@ -56,6 +51,20 @@ export function buildBench(files: string[]): BuiltBench {
     rmSync(out, { recursive: true, force: true });
     throw new Error(`building the benchmark failed:\n${tsc.stdout}${tsc.stderr}`);
   }
+  return out;
+}
+
+/** The named bench files as the image runs code (buildInto), or through tsx with BENCH_TSX=1. */
+export function buildBench(files: string[]): BuiltBench {
+  const flags = productionNodeFlags();
+  if (process.env.BENCH_TSX === '1') {
+    return {
+      nodeArgs: (file) => [...flags, '--import', 'tsx', path.join(ROOT, 'bench', `${file}.ts`)],
+      runtime: `TypeScript sources through tsx, ${flags.join(' ') || 'no V8 flags'}`,
+      dispose() {},
+    };
+  }
+  const out = buildInto(files);
   return {
     nodeArgs: (file) => [...flags, path.join(out, 'bench', `${file}.js`)],
     runtime: `the build with plain node, ${flags.join(' ') || 'no V8 flags'}${process.env.BENCH_NODE_FLAGS === undefined ? ' (as conf/kubernetes/)' : ''}`,

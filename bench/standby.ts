@@ -4,17 +4,15 @@
  * watches the Leases and pulls nothing. Prints its RSS (and peak RSS) every
  * BENCH_STANDBY_EVERY_SECS (default 15) and after BENCH_STANDBY_SECS (default 120).
  *
- * The replica runs what the image ships: the build (tsc -p tsconfig.build.json) into a scratch
+ * The replica runs what the image ships: the build (bench/build.ts buildInto) into a scratch
  * folder under .tmp/, started with plain `node`. BENCH_STANDBY_TSX=1 runs the TypeScript sources
  * through tsx instead (tsx's own compiler and caches then count too).
  */
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { standbyHolds, startStandby, stopStandby } from '../test/helpers/standby.ts';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+import { buildInto } from './build.ts';
 
 export interface StandbyBenchResult {
   runtime: 'build' | 'tsx';
@@ -31,25 +29,11 @@ function rssOf(pid: number): { rss: number; hwm: number } {
   return { rss: kib('VmRSS') / 1024, hwm: kib('VmHWM') / 1024 };
 }
 
-function build(): string {
-  mkdirSync(path.join(ROOT, '.tmp'), { recursive: true });
-  const out = mkdtempSync(path.join(ROOT, '.tmp', 'standby-build-'));
-  const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', out], {
-    cwd: ROOT,
-    encoding: 'utf8',
-  });
-  if (tsc.status !== 0) {
-    rmSync(out, { recursive: true, force: true });
-    throw new Error(`tsc -p tsconfig.build.json failed:\n${tsc.stdout}${tsc.stderr}`);
-  }
-  return out;
-}
-
 export async function runStandbyBench(): Promise<StandbyBenchResult> {
   const settleMs = Number(process.env.BENCH_STANDBY_SECS ?? 120) * 1000;
   const everyMs = Number(process.env.BENCH_STANDBY_EVERY_SECS ?? 15) * 1000;
   const tsx = process.env.BENCH_STANDBY_TSX === '1';
-  const out = tsx ? undefined : build();
+  const out = tsx ? undefined : buildInto([]);
   try {
     const s = await startStandby(out ? { nodeArgs: [], main: path.join(out, 'plugin', 'main.js') } : {});
     const pid = s.child.pid!;
